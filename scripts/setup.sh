@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Brings a bare Debian machine to what rootcast and its tests need: node modules (npm ci,
+# which also compiles dist/ through `prepare`) and the reference tools the tests compare
+# against. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing ${need_apt[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ "${ROOTCAST_SKIP_NPM_CI:-}" != 1 ]; then
+  npm ci --no-audit --no-fund
+fi
