@@ -9,7 +9,7 @@ need_apt=()
 for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
-if [ ${#need_apt[@]} -gt 0 ]; then
+if [ ${#need_apt[@]} -gt 0 ] && [ "${ROOTCAST_SKIP_APT:-}" != 1 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or install them" >&2
     exit 1

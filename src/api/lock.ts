@@ -1,0 +1,162 @@
+import { type Context, type ContextOptions, createContext } from '../core/context.js';
+import { inputError, isRootcastError, RootcastError } from '../core/errors.js';
+import { loadIndexes } from '../distro/deb/repository.js';
+import { baseUriFor, diffLocks, type LockChanges, lockMismatches } from '../lock/compare-lock.js';
+import { createLock } from '../lock/create-lock.js';
+import { type LockFile, lockPathFor, readLock, writeLock } from '../lock/lock-file.js';
+import { loadRecipe } from '../recipe/load.js';
+import type { LoadedRecipe } from '../recipe/types.js';
+import { resolve } from '../resolve/index.js';
+
+export interface RecipeOptions extends ContextOptions {
+  /** `--set key=value` variables. */
+  set?: Record<string, string>;
+  /** Environment for variables (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  /** Directory holding the host's apt configuration (default `/etc/apt`). */
+  aptRoot?: string;
+}
+
+export interface LockOptions extends RecipeOptions {
+  /** Resolve again even when the lock still matches the recipe. */
+  update?: boolean;
+  /** Fail instead of writing when the lock is missing or no longer matches the recipe. */
+  frozen?: boolean;
+}
+
+export interface LockResult {
+  path: string;
+  lock: LockFile;
+  /** `resolved` when indexes were read and a version chosen, `unchanged` when the lock was kept. */
+  status: 'resolved' | 'unchanged';
+  /** Whether the file on disk changed. */
+  written: boolean;
+  /** Whether there was no lock before. */
+  created: boolean;
+  changes: LockChanges;
+  seconds: { indexes: number; resolve: number };
+}
+
+/**
+ * `rootcast lock`: make or refresh `<recipe>.lock.json`. A lock that still matches its
+ * recipe is kept as it is (no network) unless `update` is set; a stale one is resolved
+ * again, or refused under `frozen`.
+ */
+export async function lock(recipePath: string, options: LockOptions = {}): Promise<LockResult> {
+  const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
+  return lockLoaded(loaded, createContext(options), options);
+}
+
+async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptions): Promise<LockResult> {
+  const path = lockPathFor(loaded.path);
+  const existing = await readLock(path);
+  const reasons = existing ? lockMismatches(existing, loaded) : ['there is no lock yet'];
+
+  if (existing && reasons.length === 0 && !options.update) {
+    return { path, lock: existing, status: 'unchanged', written: false, created: false, changes: diffLocks(existing, existing), seconds: { indexes: 0, resolve: 0 } };
+  }
+  if (options.frozen) throw frozenError(path, reasons, existing === undefined);
+
+  const { lock: fresh, seconds } = await resolveLock(loaded, ctx);
+  const written = existing === undefined || JSON.stringify(existing) !== JSON.stringify(fresh);
+  if (written) await writeLock(path, fresh);
+  return { path, lock: fresh, status: 'resolved', written, created: existing === undefined, changes: diffLocks(existing, fresh), seconds };
+}
+
+/** Reads the recipe's repositories and resolves a lock, without writing it. */
+export async function resolveLock(
+  loaded: LoadedRecipe,
+  ctx: Context,
+): Promise<{ lock: LockFile; seconds: { indexes: number; resolve: number } }> {
+  const { recipe } = loaded;
+  const t0 = performance.now();
+  const sources = recipe.sources.map((source, i) => ({ ...source, uriTemplate: loaded.sourceUriTemplates[i] ?? source.uri }));
+  const indexes = await loadIndexes(sources, recipe.arch, ctx);
+  const t1 = performance.now();
+  ctx.reporter.log('debug', `read ${indexes.length} indexes in ${((t1 - t0) / 1000).toFixed(2)} s`);
+  let resolution: ReturnType<typeof resolve>;
+  try {
+    resolution = resolve(
+      { arch: recipe.arch, variant: recipe.variant, install: recipe.packages.install, exclude: recipe.packages.exclude },
+      indexes,
+    );
+  } catch (error) {
+    throw pointAtRecipe(error, loaded);
+  }
+  const t2 = performance.now();
+  ctx.reporter.log('debug', `resolved ${resolution.packages.length} packages in ${((t2 - t1) / 1000).toFixed(3)} s`);
+  return {
+    lock: createLock(loaded, indexes, resolution.packages),
+    seconds: { indexes: (t1 - t0) / 1000, resolve: (t2 - t1) / 1000 },
+  };
+}
+
+/**
+ * Loads the recipe and its lock for work that must not choose versions (fetch, build).
+ * A missing or stale lock is resolved and written first, unless `frozen` forbids it.
+ */
+export async function lockedRecipe(
+  recipePath: string,
+  options: LockOptions,
+): Promise<{ loaded: LoadedRecipe; lock: LockFile; path: string }> {
+  const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
+  const path = lockPathFor(loaded.path);
+  const existing = await readLock(path);
+  const reasons = existing ? lockMismatches(existing, loaded) : ['there is no lock yet'];
+  if (existing && reasons.length === 0) return { loaded, lock: existing, path };
+  if (options.frozen) throw frozenError(path, reasons, existing === undefined);
+  const result = await lockLoaded(loaded, createContext(options), { ...options, update: true });
+  return { loaded, lock: result.lock, path };
+}
+
+/** The mirror base URI for each locked repository id, from the recipe's current sources. */
+export function repositoryBaseUris(lockFile: LockFile, loaded: LoadedRecipe): Map<string, string> {
+  const bases = new Map<string, string>();
+  for (const repo of lockFile.repositories) {
+    const base = baseUriFor(repo, loaded);
+    if (base === undefined) {
+      throw inputError(
+        'LOCK_STALE',
+        `${lockPathFor(loaded.path)}: repository ${repo.id} (${repo.uri}) is not among the recipe's sources`,
+        'Run `rootcast lock --update` to resolve the recipe again.',
+      );
+    }
+    bases.set(repo.id, base);
+  }
+  return bases;
+}
+
+export function recipeLoadOptions(options: RecipeOptions): Parameters<typeof loadRecipe>[1] {
+  return {
+    ...(options.set ? { set: options.set } : {}),
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.aptRoot ? { aptRoot: options.aptRoot } : {}),
+  };
+}
+
+function frozenError(path: string, reasons: readonly string[], missing: boolean): RootcastError {
+  return inputError(
+    missing ? 'LOCK_MISSING' : 'LOCK_STALE',
+    `${path}: ${reasons.join('; ')} (--frozen)`,
+    missing
+      ? 'Run `rootcast lock RECIPE` first, or drop --frozen.'
+      : 'Run `rootcast lock --update RECIPE` and commit the new lock, or drop --frozen.',
+  );
+}
+
+/** An unknown package in `packages.install`/`exclude` is reported at its line in the recipe. */
+function pointAtRecipe(error: unknown, loaded: LoadedRecipe): unknown {
+  if (!isRootcastError(error) || !error.details) return error;
+  const { field, index } = error.details as { field?: unknown; index?: unknown };
+  if ((field !== 'install' && field !== 'exclude') || typeof index !== 'number') return error;
+  const position = loaded.locate(['packages', field, index]);
+  if (!position) return error;
+  return new RootcastError({
+    code: error.code,
+    message: `${loaded.path}:${position.line}:${position.column}: ${error.message}`,
+    hint: error.hint,
+    exitCode: error.exitCode,
+    cause: error,
+    details: { ...error.details, file: loaded.path, line: position.line, column: position.column },
+  });
+}

@@ -1,0 +1,68 @@
+import { type Command, InvalidArgumentError } from 'commander';
+import type { RecipeOptions } from '../api/lock.js';
+import { parseSetFlags } from '../recipe/load.js';
+import type { GlobalFlags } from './output.js';
+import { reportError } from './output.js';
+import { createTerminalReporter } from './terminal-reporter.js';
+
+/** Flags every verb that reads a recipe shares. */
+export interface RecipeFlags extends GlobalFlags {
+  set?: string[];
+  store?: string;
+  jobs?: number;
+}
+
+export function addGlobalFlags(command: Command): Command {
+  return command
+    .option('--json', 'print a JSON result on stdout (for scripts)')
+    .option('-q, --quiet', 'print only errors')
+    .option('-v, --verbose', 'print debug messages')
+    .option('--debug', 'print stack traces on errors');
+}
+
+export function addRecipeFlags(command: Command): Command {
+  return addGlobalFlags(command)
+    .option('--set <key=value>', 'set a recipe variable (repeatable), e.g. mirror.debian=http://…', collect, [])
+    .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
+    .option('-j, --jobs <n>', 'downloads at a time (default 8)', positiveInt);
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected an integer from 1 to 64');
+  return n;
+}
+
+/**
+ * Runs one verb: builds the reporter and API options from the flags, calls `body`, and
+ * turns any error into output and an exit code.
+ */
+export async function runVerb(
+  flags: RecipeFlags,
+  setExit: (code: number) => void,
+  body: (options: RecipeOptions) => Promise<void>,
+): Promise<void> {
+  const reporter = createTerminalReporter({
+    verbose: Boolean(flags.verbose || flags.debug),
+    quiet: Boolean(flags.quiet || flags.json),
+    noProgress: Boolean(flags.json || flags.quiet),
+  });
+  try {
+    const options: RecipeOptions = {
+      reporter,
+      ...(flags.set && flags.set.length > 0 ? { set: parseSetFlags(flags.set) } : {}),
+      ...(flags.store ? { store: flags.store } : {}),
+      ...(flags.jobs ? { concurrency: flags.jobs } : {}),
+    };
+    await body(options);
+  } catch (error) {
+    reporter.stop();
+    setExit(reportError(error, flags));
+    return;
+  }
+  reporter.stop();
+}

@@ -1,0 +1,12 @@
+/**
+ * rootcast as a library: the typed API that the CLI and other front ends call.
+ */
+export { fetch, type FetchResult } from './api/fetch.js';
+export { lock, type LockOptions, type LockResult, type RecipeOptions } from './api/lock.js';
+export { type Context, type ContextOptions, createContext } from './core/context.js';
+export { isRootcastError, RootcastError } from './core/errors.js';
+export type { LogLevel, Reporter, TaskHandle } from './core/reporter.js';
+export type { LockFile, LockPackage, LockRepository } from './lock/lock-file.js';
+export { loadRecipe } from './recipe/load.js';
+export type { LoadedRecipe, Recipe } from './recipe/types.js';
+export { VERSION } from './version.js';
