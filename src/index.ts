@@ -1,8 +1,8 @@
 /**
  * rootcast as a library: the typed API that the CLI and other front ends call.
  */
-export { fetch, type FetchResult } from './api/fetch.js';
-export { lock, type LockOptions, type LockResult, type RecipeOptions } from './api/lock.js';
+export { type FetchResult, fetch } from './api/fetch.js';
+export { type LockOptions, type LockResult, lock, type RecipeOptions } from './api/lock.js';
 export { type Context, type ContextOptions, createContext } from './core/context.js';
 export { isRootcastError, RootcastError } from './core/errors.js';
 export type { LogLevel, Reporter, TaskHandle } from './core/reporter.js';

@@ -53,14 +53,30 @@ async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptio
   const reasons = existing ? lockMismatches(existing, loaded) : ['there is no lock yet'];
 
   if (existing && reasons.length === 0 && !options.update) {
-    return { path, lock: existing, status: 'unchanged', written: false, created: false, changes: diffLocks(existing, existing), seconds: { indexes: 0, resolve: 0 } };
+    return {
+      path,
+      lock: existing,
+      status: 'unchanged',
+      written: false,
+      created: false,
+      changes: diffLocks(existing, existing),
+      seconds: { indexes: 0, resolve: 0 },
+    };
   }
   if (options.frozen) throw frozenError(path, reasons, existing === undefined);
 
   const { lock: fresh, seconds } = await resolveLock(loaded, ctx);
   const written = existing === undefined || JSON.stringify(existing) !== JSON.stringify(fresh);
   if (written) await writeLock(path, fresh);
-  return { path, lock: fresh, status: 'resolved', written, created: existing === undefined, changes: diffLocks(existing, fresh), seconds };
+  return {
+    path,
+    lock: fresh,
+    status: 'resolved',
+    written,
+    created: existing === undefined,
+    changes: diffLocks(existing, fresh),
+    seconds,
+  };
 }
 
 /** Reads the recipe's repositories and resolves a lock, without writing it. */
@@ -70,21 +86,32 @@ export async function resolveLock(
 ): Promise<{ lock: LockFile; seconds: { indexes: number; resolve: number } }> {
   const { recipe } = loaded;
   const t0 = performance.now();
-  const sources = recipe.sources.map((source, i) => ({ ...source, uriTemplate: loaded.sourceUriTemplates[i] ?? source.uri }));
+  const sources = recipe.sources.map((source, i) => ({
+    ...source,
+    uriTemplate: loaded.sourceUriTemplates[i] ?? source.uri,
+  }));
   const indexes = await loadIndexes(sources, recipe.arch, ctx);
   const t1 = performance.now();
   ctx.reporter.log('debug', `read ${indexes.length} indexes in ${((t1 - t0) / 1000).toFixed(2)} s`);
   let resolution: ReturnType<typeof resolve>;
   try {
     resolution = resolve(
-      { arch: recipe.arch, variant: recipe.variant, install: recipe.packages.install, exclude: recipe.packages.exclude },
+      {
+        arch: recipe.arch,
+        variant: recipe.variant,
+        install: recipe.packages.install,
+        exclude: recipe.packages.exclude,
+      },
       indexes,
     );
   } catch (error) {
     throw pointAtRecipe(error, loaded);
   }
   const t2 = performance.now();
-  ctx.reporter.log('debug', `resolved ${resolution.packages.length} packages in ${((t2 - t1) / 1000).toFixed(3)} s`);
+  ctx.reporter.log(
+    'debug',
+    `resolved ${resolution.packages.length} packages in ${((t2 - t1) / 1000).toFixed(3)} s`,
+  );
   return {
     lock: createLock(loaded, indexes, resolution.packages),
     seconds: { indexes: (t1 - t0) / 1000, resolve: (t2 - t1) / 1000 },

@@ -22,7 +22,12 @@ export function addGlobalFlags(command: Command): Command {
 
 export function addRecipeFlags(command: Command): Command {
   return addGlobalFlags(command)
-    .option('--set <key=value>', 'set a recipe variable (repeatable), e.g. mirror.debian=http://…', collect, [])
+    .option(
+      '--set <key=value>',
+      'set a recipe variable (repeatable), e.g. mirror.debian=http://…',
+      collect,
+      [],
+    )
     .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
     .option('-j, --jobs <n>', 'downloads at a time (default 8)', positiveInt);
 }
@@ -33,7 +38,8 @@ function collect(value: string, previous: string[]): string[] {
 
 function positiveInt(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected an integer from 1 to 64');
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new InvalidArgumentError('expected an integer from 1 to 64');
   return n;
 }
 

@@ -18,7 +18,11 @@ export function registerLock(program: Command, setExit: (code: number) => void):
       .option('--frozen', 'fail if the lock is missing or no longer matches the recipe'),
   ).action(async (recipe: string, flags: LockFlags) => {
     await runVerb(flags, setExit, async (options) => {
-      const result = await lock(recipe, { ...options, update: Boolean(flags.update), frozen: Boolean(flags.frozen) });
+      const result = await lock(recipe, {
+        ...options,
+        update: Boolean(flags.update),
+        frozen: Boolean(flags.frozen),
+      });
       const { changes } = result;
       if (flags.json) {
         printJson({
@@ -45,7 +49,9 @@ export function registerLock(program: Command, setExit: (code: number) => void):
       for (const p of changes.removed) process.stdout.write(`  - ${p.name} ${p.version}\n`);
       for (const p of changes.changed) process.stdout.write(`  ~ ${p.name} ${p.from} → ${p.to}\n`);
       const verb = result.created ? 'created' : result.written ? 'updated' : 'unchanged';
-      process.stdout.write(`${result.path}: ${verb}, ${count} packages (resolved in ${result.seconds.resolve.toFixed(2)} s)\n`);
+      process.stdout.write(
+        `${result.path}: ${verb}, ${count} packages (resolved in ${result.seconds.resolve.toFixed(2)} s)\n`,
+      );
     });
   });
 }

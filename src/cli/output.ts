@@ -22,14 +22,23 @@ export function reportError(error: unknown, flags: GlobalFlags): number {
     process.stderr.write(`hint: ${oneLine(error.hint)}\n`);
     if (flags.debug) process.stderr.write(`${error.stack ?? ''}\n${causeChain(error)}`);
     if (flags.json) {
-      printJson({ error: { code: error.code, message: error.message, hint: error.hint, ...(error.details ? { details: error.details } : {}) } });
+      printJson({
+        error: {
+          code: error.code,
+          message: error.message,
+          hint: error.hint,
+          ...(error.details ? { details: error.details } : {}),
+        },
+      });
     }
     return error.exitCode;
   }
   process.stderr.write(`rootcast: internal error: ${oneLine(describeError(error))}\n`);
   process.stderr.write('hint: this is a bug in rootcast; rerun with --debug and report the output\n');
-  if (flags.debug && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n${causeChain(error)}`);
-  if (flags.json) printJson({ error: { code: 'INTERNAL', message: describeError(error), hint: 'rerun with --debug' } });
+  if (flags.debug && error instanceof Error)
+    process.stderr.write(`${error.stack ?? ''}\n${causeChain(error)}`);
+  if (flags.json)
+    printJson({ error: { code: 'INTERNAL', message: describeError(error), hint: 'rerun with --debug' } });
   return 1;
 }
 

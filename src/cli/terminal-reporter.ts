@@ -44,7 +44,8 @@ export function createTerminalReporter(options: TerminalReporterOptions): Report
       const unit = taskOptions.unit ?? 'items';
       let total = taskOptions.total ?? 0;
       let value = 0;
-      const text = () => (unit === 'bytes' ? `${formatBytes(value)} / ${formatBytes(total)}` : `${value}/${total}`);
+      const text = () =>
+        unit === 'bytes' ? `${formatBytes(value)} / ${formatBytes(total)}` : `${value}/${total}`;
       const bar = bars.create(Math.max(total, 1), 0, { label, valueText: text() });
       let finished = false;
       return {

@@ -10,7 +10,10 @@ import { basename, dirname, join } from 'node:path';
  * removes, never a half-written destination.
  */
 export function temporaryPathFor(destination: string): string {
-  return join(dirname(destination), `.tmp-${basename(destination)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(
+    dirname(destination),
+    `.tmp-${basename(destination)}-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
 }
 
 export async function fsyncDirectory(dir: string): Promise<void> {

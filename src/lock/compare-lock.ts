@@ -13,7 +13,9 @@ import type { LockFile } from './lock-file.js';
 export function lockMismatches(lock: LockFile, loaded: LoadedRecipe): string[] {
   const reasons: string[] = [];
   if (lock.recipe.digest !== loaded.digest) {
-    reasons.push(`the recipe changed since the lock was made (lock ${short(lock.recipe.digest)}, recipe ${short(loaded.digest)})`);
+    reasons.push(
+      `the recipe changed since the lock was made (lock ${short(lock.recipe.digest)}, recipe ${short(loaded.digest)})`,
+    );
   }
   const known = new Set(lock.repositories.map((r) => r.id));
   for (const pkg of lock.packages) {
@@ -31,7 +33,10 @@ export function lockMismatches(lock: LockFile, loaded: LoadedRecipe): string[] {
 }
 
 /** The mirror URI (rendered now) that serves a locked repository, found through the recipe's sources. */
-export function baseUriFor(repo: { uri: string; suite: string; component: string }, loaded: LoadedRecipe): string | undefined {
+export function baseUriFor(
+  repo: { uri: string; suite: string; component: string },
+  loaded: LoadedRecipe,
+): string | undefined {
   const sources = loaded.recipe.sources;
   for (let i = 0; i < sources.length; i++) {
     const source = sources[i]!;
@@ -63,7 +68,8 @@ export function diffLocks(before: LockFile | undefined, after: LockFile): LockCh
     else if (prev.version !== pkg.version || prev.sha256 !== pkg.sha256)
       changes.changed.push({ name: pkg.name, from: prev.version, to: pkg.version });
   }
-  for (const [key, pkg] of old) if (!now.has(key)) changes.removed.push({ name: pkg.name, version: pkg.version });
+  for (const [key, pkg] of old)
+    if (!now.has(key)) changes.removed.push({ name: pkg.name, version: pkg.version });
   return changes;
 }
 
