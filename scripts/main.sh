@@ -3,7 +3,7 @@
 # recipe given as the first argument). Extra arguments go to each rootcast verb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOTCAST_SKIP_APT=1 bash scripts/setup.sh
+bash scripts/setup.sh main
 recipe="${1:-recipes/debian-12-minbase.yaml}"
 shift || true
 node dist/cli/main.js lock "$recipe" "$@"

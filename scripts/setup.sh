@@ -5,11 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `setup.sh main` installs what the main job needs; `setup.sh` (tests) also the references.
+mode="${1:-test}"
 need_apt=()
-for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
-done
-if [ ${#need_apt[@]} -gt 0 ] && [ "${ROOTCAST_SKIP_APT:-}" != 1 ]; then
+if [ "$mode" = test ]; then
+  for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
+  done
+fi
+# The shipped recipes verify against the Debian archive keyring.
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
+if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or install them" >&2
     exit 1

@@ -88,12 +88,19 @@ export async function readHostAptSources(root = '/etc/apt'): Promise<AptSourceEn
  * `mirror.debian-security`. The first entry wins for each name, as apt reads files in order.
  */
 export function mirrorsFromAptSources(entries: readonly AptSourceEntry[]): Map<string, string> {
-  const mirrors = new Map<string, string>();
+  return new Map([...aptMirrorsWithOrigin(entries)].map(([name, { uri }]) => [name, uri]));
+}
+
+/** As `mirrorsFromAptSources`, also naming the file each mirror was found in (for messages). */
+export function aptMirrorsWithOrigin(
+  entries: readonly AptSourceEntry[],
+): Map<string, { uri: string; file: string }> {
+  const mirrors = new Map<string, { uri: string; file: string }>();
   for (const entry of entries) {
     if (!entry.enabled || !entry.types.includes('deb')) continue;
     for (const uri of entry.uris) {
       const name = mirrorNameOf(uri);
-      if (name && !mirrors.has(name)) mirrors.set(name, uri.replace(/\/+$/, ''));
+      if (name && !mirrors.has(name)) mirrors.set(name, { uri: uri.replace(/\/+$/, ''), file: entry.file });
     }
   }
   return mirrors;

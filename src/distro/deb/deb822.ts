@@ -3,29 +3,37 @@ import { RootcastError } from '../../core/errors.js';
 /**
  * Debian control-format ("deb822") paragraphs: Packages indexes, Release files, dpkg status.
  *
- * A paragraph is a `Map` from **lower-case** field name to value, in file order. Field names
- * are case-insensitive in the format, so callers always look up `get('pre-depends')`,
- * never `Pre-Depends`. A value is the text after the colon with surrounding blanks trimmed;
- * continuation lines are appended after a `\n`, each with its one leading space or tab (the
- * syntax marker) removed and trailing blanks trimmed, so `Description`'s ` .` lines come
- * back as `.` and deeper indentation survives. An empty first line is kept as `''`, which
- * is what Release files' `SHA256:` value starts with.
+ * Field names are case-insensitive in the format and are always handed out **lower-case**
+ * (`get('pre-depends')`, never `Pre-Depends`). A value is the text after the colon with
+ * surrounding blanks trimmed; continuation lines are appended after a `\n`, each with its one
+ * leading space or tab (the syntax marker) removed and trailing blanks trimmed, so
+ * Description's ` .` lines come back as `.` and deeper indentation survives. An empty first
+ * line is kept as `''`, which is what a Release file's `SHA256:` value starts with.
  *
  * Paragraphs are separated by lines that are empty or hold only blanks; `#` comment lines
- * are skipped (field names may not start with `#`); CRLF line ends are accepted. The parser
- * is a single forward scan with `indexOf` and never runs a regular expression per line,
- * because a Packages index is ~60k paragraphs and ~50 MB.
+ * are skipped (field names may not start with `#`); CRLF line ends are accepted. A field
+ * repeated within one paragraph is an error, as in dpkg.
  *
- * Returned strings may be slices of `text` and keep it alive while they live.
+ * Speed: a Packages index is ~60k paragraphs and ~50 MB, so the scanner is one forward pass
+ * with `indexOf` and char codes, never a regular expression per line, and fields a caller
+ * does not ask for are never sliced out. Returned strings may be slices of `text` and keep
+ * it alive while they live.
  */
 export type Deb822Paragraph = Map<string, string>;
+
+export interface Deb822Options {
+  /**
+   * Lower-case names of the fields to keep; others are checked for syntax but neither stored
+   * nor checked for duplicates. Default: keep every field.
+   */
+  fields?: ReadonlySet<string>;
+}
 
 const LF = 10;
 const CR = 13;
 const SPACE = 32;
 const TAB = 9;
 const HASH = 35;
-const COLON = 58;
 
 // Field names repeat ~60k times per index; caching their lower-case form skips a
 // toLowerCase allocation per field. Bounded so hostile input cannot grow it forever.
@@ -40,6 +48,10 @@ function lowerName(name: string): string {
   return lower;
 }
 
+function isBlankCode(c: number): boolean {
+  return c === SPACE || c === TAB || c === CR;
+}
+
 function malformed(source: string, line: number, reason: string): RootcastError {
   return new RootcastError({
     code: 'DEB822_MALFORMED',
@@ -49,19 +61,45 @@ function malformed(source: string, line: number, reason: string): RootcastError 
   });
 }
 
-/**
- * Parses every paragraph of `text`. `source` names the file in error messages. Throws
- * `DEB822_MALFORMED` for a line that is neither a field, a continuation nor a separator,
- * a continuation with no field before it, or a field repeated within one paragraph.
- */
-export function parseDeb822(text: string, source = '<deb822>'): Deb822Paragraph[] {
-  const paragraphs: Deb822Paragraph[] = [];
+/** Receives one paragraph's fields, then its end. Used only inside this module. */
+interface Sink {
+  /**
+   * Decides whether the field named `text[start, end)` is kept: returns an id (>= 0) for it,
+   * or -1 to skip it without slicing anything.
+   */
+  select(text: string, start: number, end: number): number;
+  /** Returns false when the field `id` is already set in the current paragraph. */
+  field(id: number, value: string): boolean;
+  /** `line` is the 1-based line on which the paragraph started. */
+  end(line: number): void;
+  /** The field's name for messages. */
+  nameOf(id: number): string;
+}
+
+/** The one scanner behind every entry point. */
+function scan(text: string, source: string, sink: Sink): void {
   const length = text.length;
-  let paragraph: Deb822Paragraph | undefined;
-  let field: string | undefined;
+  let inParagraph = false;
+  let paragraphLine = 0;
+  let field = -1;
+  let fieldLine = 0;
   let value = '';
+  let skipping = false;
   let lineNo = 0;
   let pos = 0;
+
+  const flush = (): void => {
+    if (field >= 0 && !sink.field(field, value)) {
+      throw malformed(source, fieldLine, `duplicate field '${sink.nameOf(field)}'`);
+    }
+    field = -1;
+  };
+  const endParagraph = (): void => {
+    flush();
+    if (inParagraph) sink.end(paragraphLine);
+    inParagraph = false;
+    skipping = false;
+  };
 
   while (pos < length) {
     lineNo++;
@@ -72,56 +110,104 @@ export function parseDeb822(text: string, source = '<deb822>'): Deb822Paragraph[
     const first = pos < end ? text.charCodeAt(pos) : LF;
 
     if (first === SPACE || first === TAB) {
-      // Continuation, or a blank-only separator line.
       let s = pos + 1;
       while (s < end && isBlankCode(text.charCodeAt(s))) s++;
       if (s === end) {
-        if (paragraph !== undefined) {
-          if (field !== undefined) paragraph.set(field, value);
-          paragraphs.push(paragraph);
-          paragraph = undefined;
-          field = undefined;
-        }
-      } else {
-        if (field === undefined) throw malformed(source, lineNo, 'continuation line without a field');
+        endParagraph();
+      } else if (field >= 0) {
         let e = end;
         while (e > s && isBlankCode(text.charCodeAt(e - 1))) e--;
         value = value + '\n' + text.slice(pos + 1, e);
+      } else if (!skipping) {
+        throw malformed(source, lineNo, 'continuation line without a field');
       }
     } else if (first === LF) {
-      if (paragraph !== undefined) {
-        if (field !== undefined) paragraph.set(field, value);
-        paragraphs.push(paragraph);
-        paragraph = undefined;
-        field = undefined;
-      }
+      endParagraph();
     } else if (first !== HASH) {
       const colon = text.indexOf(':', pos);
       if (colon < 0 || colon >= end || colon === pos) {
-        throw malformed(source, lineNo, `expected 'Field: value', got '${text.slice(pos, Math.min(end, pos + 60))}'`);
+        throw malformed(
+          source,
+          lineNo,
+          `expected 'Field: value', got '${text.slice(pos, Math.min(end, pos + 60))}'`,
+        );
       }
-      if (paragraph === undefined) paragraph = new Map();
-      else if (field !== undefined) paragraph.set(field, value);
-      const name = lowerName(text.slice(pos, colon));
-      if (paragraph.has(name)) throw malformed(source, lineNo, `duplicate field '${text.slice(pos, colon)}'`);
-      let s = colon + 1;
-      while (s < end && isBlankCode(text.charCodeAt(s))) s++;
-      let e = end;
-      while (e > s && isBlankCode(text.charCodeAt(e - 1))) e--;
-      field = name;
-      value = s === e ? '' : text.slice(s, e);
+      flush();
+      if (!inParagraph) {
+        inParagraph = true;
+        paragraphLine = lineNo;
+      }
+      const id = sink.select(text, pos, colon);
+      if (id < 0) {
+        skipping = true;
+      } else {
+        skipping = false;
+        let s = colon + 1;
+        while (s < end && isBlankCode(text.charCodeAt(s))) s++;
+        let e = end;
+        while (e > s && isBlankCode(text.charCodeAt(e - 1))) e--;
+        field = id;
+        fieldLine = lineNo;
+        value = s === e ? '' : text.slice(s, e);
+      }
     }
     pos = next + 1;
   }
-  if (paragraph !== undefined) {
-    if (field !== undefined) paragraph.set(field, value);
-    paragraphs.push(paragraph);
-  }
-  return paragraphs;
+  endParagraph();
 }
 
-function isBlankCode(c: number): boolean {
-  return c === SPACE || c === TAB || c === CR;
+/** ASCII case-insensitive `text[start, start + lower.length) === lower`; `lower` is lower-case. */
+function equalsLower(text: string, start: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = text.charCodeAt(start + i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses every paragraph of `text` into a Map (lower-case name → value, in file order).
+ * `source` names the file in error messages. Throws `DEB822_MALFORMED` for a line that is
+ * neither a field, a continuation nor a separator, a continuation with no field before it,
+ * or a repeated field.
+ */
+export function parseDeb822(
+  text: string,
+  source = '<deb822>',
+  options: Deb822Options = {},
+): Deb822Paragraph[] {
+  const keep = options.fields;
+  const paragraphs: Deb822Paragraph[] = [];
+  // Ids index `names`, so a name seen once is sliced and lower-cased once per call.
+  const names: string[] = [];
+  const ids = new Map<string, number>();
+  let current = new Map<string, string>();
+  scan(text, source, {
+    select(t, start, end) {
+      const name = lowerName(t.slice(start, end));
+      if (keep !== undefined && !keep.has(name)) return -1;
+      let id = ids.get(name);
+      if (id === undefined) {
+        id = names.length;
+        names.push(name);
+        ids.set(name, id);
+      }
+      return id;
+    },
+    field(id, value) {
+      const name = names[id]!;
+      if (current.has(name)) return false;
+      current.set(name, value);
+      return true;
+    },
+    end() {
+      paragraphs.push(current);
+      current = new Map();
+    },
+    nameOf: (id) => names[id]!,
+  });
+  return paragraphs;
 }
 
 /** Parses text that must hold exactly one paragraph (a Release file, a .dsc body). */
@@ -136,4 +222,45 @@ export function parseDeb822Single(text: string, source = '<deb822>'): Deb822Para
     });
   }
   return paragraphs[0]!;
+}
+
+/**
+ * The fast path for large indexes: for each paragraph, calls `onRecord(values, line)` where
+ * `values[i]` is the value of `fields[i]` (lower-case names) or undefined when absent, and
+ * `line` is where the paragraph starts. `values` is one array reused for every paragraph:
+ * read it during the call and copy out what you keep. Same errors as `parseDeb822`.
+ */
+export function scanDeb822Records(
+  text: string,
+  source: string,
+  fields: readonly string[],
+  onRecord: (values: readonly (string | undefined)[], line: number) => void,
+): void {
+  // Candidates by name length: a line's field name is matched in place, so the ~20 fields a
+  // stanza has cost no allocation unless they are kept.
+  const byLength: number[][] = [];
+  for (const [i, name] of fields.entries()) {
+    const list = byLength[name.length] ?? [];
+    list.push(i);
+    byLength[name.length] = list;
+  }
+  const values: (string | undefined)[] = new Array(fields.length).fill(undefined);
+  scan(text, source, {
+    select(t, start, end) {
+      const candidates = byLength[end - start];
+      if (candidates === undefined) return -1;
+      for (const slot of candidates) if (equalsLower(t, start, fields[slot]!)) return slot;
+      return -1;
+    },
+    field(slot, value) {
+      if (values[slot] !== undefined) return false;
+      values[slot] = value;
+      return true;
+    },
+    end(line) {
+      onRecord(values, line);
+      values.fill(undefined);
+    },
+    nameOf: (slot) => fields[slot]!,
+  });
 }

@@ -1,0 +1,421 @@
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import { xz } from '@napi-rs/lzma';
+import type { Key } from 'openpgp';
+import pLimit from 'p-limit';
+import { writeFileAtomic } from '../../core/atomic.js';
+import type { Context } from '../../core/context.js';
+import { storePaths } from '../../core/context.js';
+import { isSha256Hex, sha256Hex } from '../../core/digest.js';
+import { describeError, RootcastError } from '../../core/errors.js';
+import { HttpClient } from '../../fetch/http.js';
+import type { RecipeSource } from '../../recipe/types.js';
+import { readKeyring } from './keyring.js';
+import { parsePackagesIndex } from './packages-index.js';
+import { parseRelease } from './release.js';
+import { type VerifiedRelease, verifyDetachedRelease, verifyInRelease } from './signature.js';
+import type { ReleaseInfo, RepoIndex } from './types.js';
+
+/**
+ * The Debian repository client: turns recipe sources into verified, parsed indexes.
+ *
+ * For each (source, suite) it fetches `dists/<suite>/InRelease` (or `Release` +
+ * `Release.gpg` when there is no InRelease), verifies it against the source's keyring,
+ * checks its Date and Valid-Until against `ctx.now()`, and then, for each component, the
+ * compressed Packages index the Release lists, checked against the Release's size and
+ * sha256 before it is decompressed and parsed. Nothing unverified is ever parsed or stored.
+ *
+ * Store layout (under `ctx.store`):
+ * - `indexes/sha256/<hex>`: compressed Packages indexes, named by the sha256 the signed
+ *   Release gives them, re-hashed whenever they are read. An unchanged Release therefore
+ *   costs one request (the InRelease) and no index downloads.
+ * - `indexes/releases/sha256/<hex>`: the verified InRelease (or Release) bytes, with
+ *   `<hex>.gpg` beside a detached signature, kept for offline and frozen use. Written
+ *   only after every component of the suite loaded.
+ *
+ * Suites load in parallel; results come back in source, suite, component order.
+ */
+export interface DebSource extends RecipeSource {
+  /** The URI as written in the recipe, before mirror variables are rendered. */
+  uriTemplate: string;
+}
+
+export interface LoadIndexesOptions {
+  /** Client to use (and leave open); by default one is made for the call and closed after. */
+  http?: HttpClient;
+  /** How far a Release Date may lie in the future, for clock skew (default 10 minutes). */
+  maxFutureSkewMs?: number;
+}
+
+const gunzipAsync = promisify(gunzip);
+
+export async function loadIndexes(
+  sources: readonly DebSource[],
+  arch: string,
+  ctx: Context,
+  options: LoadIndexesOptions = {},
+): Promise<RepoIndex[]> {
+  const http =
+    options.http ?? new HttpClient({ ...(ctx.signal ? { signal: ctx.signal } : {}), onRetry: logRetry(ctx) });
+  const keyrings = new Map<string, Promise<Key[]>>();
+  const keyringOf = (path: string) => {
+    let keys = keyrings.get(path);
+    if (!keys) {
+      keys = readKeyring(path);
+      keyrings.set(path, keys);
+    }
+    return keys;
+  };
+  const jobs = sources.flatMap((source) => source.suites.map((suite) => ({ source, suite })));
+  const task = ctx.reporter.task('Repository indexes', {
+    total: jobs.reduce((n, j) => n + j.source.components.length, 0),
+    unit: 'items',
+  });
+  // One failure cancels the other suites, and nothing is stored unless every suite loaded.
+  const stop = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+  const env = { ctx, http, signal, maxFutureSkewMs: options.maxFutureSkewMs ?? 10 * 60 * 1000 };
+  const limit = pLimit(Math.max(1, Math.min(ctx.concurrency, 8)));
+  try {
+    const settled = await Promise.allSettled(
+      jobs.map(({ source, suite }) =>
+        limit(async () => {
+          try {
+            const loaded = await loadSuite(source, suite, arch, await keyringOf(source.keyring), env);
+            task.advance(loaded.indexes.length);
+            return loaded;
+          } catch (error) {
+            stop.abort();
+            throw error;
+          }
+        }),
+      ),
+    );
+    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+    const first = failures.find((e) => !(e instanceof RootcastError && e.code === 'ABORTED')) ?? failures[0];
+    if (first !== undefined) throw first;
+    const loaded = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    for (const { writes } of loaded) {
+      for (const write of writes) await writeFileAtomic(write.path, write.data);
+    }
+    return loaded.flatMap((l) => l.indexes);
+  } finally {
+    task.finish();
+    if (!options.http) await http.close();
+  }
+}
+
+interface SuiteEnv {
+  ctx: Context;
+  http: HttpClient;
+  /** Cancels this load: the context's signal or the first failure of another suite. */
+  signal: AbortSignal;
+  maxFutureSkewMs: number;
+}
+
+/** A verified file to store once the whole load succeeded. */
+interface PendingWrite {
+  path: string;
+  data: Buffer;
+}
+
+interface FetchedRelease {
+  bytes: Buffer;
+  signature?: Buffer;
+  verified: VerifiedRelease;
+  url: string;
+}
+
+async function loadSuite(
+  source: DebSource,
+  suite: string,
+  arch: string,
+  keys: Key[],
+  env: SuiteEnv,
+): Promise<{ indexes: RepoIndex[]; writes: PendingWrite[] }> {
+  const { ctx } = env;
+  const base = `${source.uri.replace(/\/+$/, '')}/dists/${suite}`;
+  const fetched = await fetchRelease(base, keys, env);
+  const releaseSha = sha256Hex(fetched.bytes);
+  const release = parseRelease(fetched.verified.text, releaseSha);
+  ctx.reporter.log('debug', `${fetched.url}: signed by ${fetched.verified.signer}, sha256 ${releaseSha}`);
+  checkReleaseSuite(release, suite, fetched.url);
+  checkReleaseDates(release, ctx.now(), fetched.url, env.maxFutureSkewMs);
+  if (release.architectures.length > 0 && !release.architectures.includes(arch)) {
+    throw new RootcastError({
+      code: 'INDEX_MISSING',
+      message: `${fetched.url} lists no architecture ${arch} (only ${release.architectures.join(', ')})`,
+      hint: `Pick an architecture the repository carries, or a repository that carries ${arch}.`,
+      exitCode: 2,
+    });
+  }
+
+  const writes: PendingWrite[] = [];
+  const indexes = await Promise.all(
+    source.components.map(async (component): Promise<RepoIndex> => {
+      const id = `${suite}/${component}`;
+      const compressed = await loadPackagesFile(base, release, component, arch, fetched.url, env);
+      if (compressed.fresh) writes.push({ path: compressed.cachePath, data: compressed.data });
+      const text = await decompress(compressed.data, compressed.path, base);
+      return {
+        id,
+        repository: { id, uriTemplate: source.uriTemplate, uri: source.uri, suite, component, arch },
+        release,
+        pin: pinPriority(release),
+        packages: parsePackagesIndex(text, id),
+      };
+    }),
+  );
+
+  const releases = join(storePaths.indexes(ctx.store), 'releases', 'sha256');
+  writes.push({ path: join(releases, releaseSha), data: fetched.bytes });
+  if (fetched.signature) writes.push({ path: join(releases, `${releaseSha}.gpg`), data: fetched.signature });
+  return { indexes, writes };
+}
+
+async function fetchRelease(base: string, keys: Key[], env: SuiteEnv): Promise<FetchedRelease> {
+  const { http, ctx } = env;
+  const signal = { signal: env.signal };
+  const inReleaseUrl = `${base}/InRelease`;
+  let inRelease: Buffer | undefined;
+  try {
+    ctx.reporter.log('debug', `GET ${inReleaseUrl}`);
+    inRelease = await http.getBuffer(inReleaseUrl, { ...signal, maxBytes: 64 * 1024 * 1024 });
+  } catch (error) {
+    if (!(error instanceof RootcastError && error.code === 'HTTP_NOT_FOUND')) throw error;
+  }
+  const now = ctx.now();
+  if (inRelease) {
+    const verified = await verifyInRelease(inRelease, keys, now).catch(rethrowFor(inReleaseUrl));
+    return { bytes: inRelease, verified, url: inReleaseUrl };
+  }
+  const releaseUrl = `${base}/Release`;
+  ctx.reporter.log('debug', `no InRelease; GET ${releaseUrl} and Release.gpg`);
+  const [bytes, signature] = await Promise.all([
+    http.getBuffer(releaseUrl, { ...signal, maxBytes: 64 * 1024 * 1024 }),
+    http.getBuffer(`${releaseUrl}.gpg`, { ...signal, maxBytes: 1024 * 1024 }).catch((error: unknown) => {
+      if (error instanceof RootcastError && error.code === 'HTTP_NOT_FOUND') {
+        throw new RootcastError({
+          code: 'RELEASE_UNSIGNED',
+          message: `${base} has neither InRelease nor Release.gpg: the repository is not signed`,
+          hint: 'rootcast only uses signed repositories; sign it or use a mirror that serves its signatures.',
+          cause: error,
+        });
+      }
+      throw error;
+    }),
+  ]);
+  const verified = await verifyDetachedRelease(bytes, signature, keys, now).catch(rethrowFor(releaseUrl));
+  return { bytes, signature, verified, url: releaseUrl };
+}
+
+/** Picks the Packages file the Release lists, preferring xz, then gzip, then plain. */
+function choosePackagesFile(
+  release: ReleaseInfo,
+  component: string,
+  arch: string,
+  releaseUrl: string,
+): { path: string; size: number; sha256: string } {
+  for (const name of ['Packages.xz', 'Packages.gz', 'Packages']) {
+    const path = `${component}/binary-${arch}/${name}`;
+    const entry = release.files.get(path);
+    if (entry) {
+      if (!isSha256Hex(entry.sha256)) {
+        throw new RootcastError({
+          code: 'INDEX_MISSING',
+          message: `${releaseUrl} gives ${path} a malformed sha256 (${entry.sha256})`,
+          hint: 'The repository metadata is broken; use another mirror or report it to the repository.',
+        });
+      }
+      return { path, ...entry };
+    }
+  }
+  const listed = release.components.length > 0 ? release.components.join(', ') : 'none';
+  throw new RootcastError({
+    code: 'INDEX_MISSING',
+    message: `${releaseUrl} lists no Packages index for ${component}/binary-${arch}`,
+    hint: release.components.includes(component)
+      ? `The repository does not carry ${arch} in ${component}; check the recipe's arch.`
+      : `Components in this suite: ${listed}; fix the recipe's components.`,
+    exitCode: 2,
+  });
+}
+
+async function loadPackagesFile(
+  base: string,
+  release: ReleaseInfo,
+  component: string,
+  arch: string,
+  releaseUrl: string,
+  env: SuiteEnv,
+): Promise<{ path: string; cachePath: string; data: Buffer; fresh: boolean }> {
+  const { ctx, http } = env;
+  const entry = choosePackagesFile(release, component, arch, releaseUrl);
+  const cachePath = join(storePaths.indexes(ctx.store), 'sha256', entry.sha256);
+  const cached = await readCachedIndex(cachePath, entry, ctx);
+  if (cached) return { path: entry.path, cachePath, data: cached, fresh: false };
+
+  const expected = { size: entry.size, sha256: entry.sha256 };
+  const plainUrl = `${base}/${entry.path}`;
+  const byHashUrl = `${base}/${entry.path.replace(/[^/]*$/, '')}by-hash/SHA256/${entry.sha256}`;
+  let data: Buffer;
+  try {
+    try {
+      const url = release.acquireByHash ? byHashUrl : plainUrl;
+      ctx.reporter.log('debug', `GET ${url}`);
+      data = await http.getBuffer(url, { expected, signal: env.signal });
+    } catch (error) {
+      // by-hash is an optimisation against mid-sync mirrors; apt falls back the same way.
+      if (!(release.acquireByHash && error instanceof RootcastError && error.code === 'HTTP_NOT_FOUND'))
+        throw error;
+      ctx.reporter.log('debug', `GET ${plainUrl} (no by-hash copy)`);
+      data = await http.getBuffer(plainUrl, { expected, signal: env.signal });
+    }
+  } catch (error) {
+    throw recodeIndexError(error, plainUrl);
+  }
+  return { path: entry.path, cachePath, data, fresh: true };
+}
+
+/** A cached index is trusted only if it still hashes to the name the Release gave it. */
+async function readCachedIndex(
+  cachePath: string,
+  entry: { size: number; sha256: string },
+  ctx: Context,
+): Promise<Buffer | undefined> {
+  let data: Buffer;
+  try {
+    data = await readFile(cachePath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  if (data.length === entry.size && sha256Hex(data) === entry.sha256) {
+    ctx.reporter.log('debug', `index ${entry.sha256} from cache`);
+    return data;
+  }
+  ctx.reporter.log('warn', `cached index ${cachePath} is damaged; fetching it again`);
+  await rm(cachePath, { force: true });
+  return undefined;
+}
+
+async function decompress(data: Buffer, path: string, base: string): Promise<string> {
+  try {
+    if (path.endsWith('.xz')) return (await xz.decompress(data)).toString('utf8');
+    if (path.endsWith('.gz')) return (await gunzipAsync(data)).toString('utf8');
+    return data.toString('utf8');
+  } catch (error) {
+    throw new RootcastError({
+      code: 'INDEX_MALFORMED',
+      message: `${base}/${path} matches its signed hash but cannot be decompressed: ${describeError(error)}`,
+      hint: 'The repository published a broken index; use another mirror or report it to the repository.',
+      cause: error,
+    });
+  }
+}
+
+function recodeIndexError(error: unknown, url: string): unknown {
+  if (!(error instanceof RootcastError)) return error;
+  const code =
+    error.code === 'DOWNLOAD_HASH_MISMATCH'
+      ? 'INDEX_HASH_MISMATCH'
+      : error.code === 'DOWNLOAD_SIZE_MISMATCH'
+        ? 'INDEX_SIZE_MISMATCH'
+        : undefined;
+  if (!code) return error;
+  return new RootcastError({
+    code,
+    message: `${url} does not match the signed Release: ${error.message}`,
+    hint: 'The mirror is mid-sync or serves tampered files; retry later or use another mirror.',
+    details: { ...error.details, url },
+    cause: error,
+  });
+}
+
+/** Prefixes the URL to verification errors, keeping their code and hint. */
+function rethrowFor(url: string): (error: unknown) => never {
+  return (error: unknown) => {
+    if (error instanceof RootcastError) {
+      throw new RootcastError({
+        code: error.code,
+        message: `${url}: ${error.message}`,
+        hint: error.hint,
+        exitCode: error.exitCode,
+        ...(error.details ? { details: error.details } : {}),
+        cause: error,
+      });
+    }
+    throw error;
+  };
+}
+
+function logRetry(ctx: Context) {
+  return (info: { url: string; attempt: number; delayMs: number; reason: string }) =>
+    ctx.reporter.log(
+      'debug',
+      `retrying ${info.url} in ${info.delayMs} ms (attempt ${info.attempt}: ${info.reason})`,
+    );
+}
+
+/** apt's default pin: 500, 1 for NotAutomatic suites, 100 when ButAutomaticUpgrades too. */
+export function pinPriority(release: ReleaseInfo): number {
+  if (!release.notAutomatic) return 500;
+  return release.butAutomaticUpgrades ? 100 : 1;
+}
+
+/**
+ * Rejects a Release dated in the future (beyond `maxFutureSkewMs` of clock skew) or past
+ * its Valid-Until: a mirror replaying old metadata, or a clock that is wrong, must not
+ * pass silently.
+ */
+export function checkReleaseDates(
+  release: ReleaseInfo,
+  now: Date,
+  url: string,
+  maxFutureSkewMs: number,
+): void {
+  const date = Date.parse(release.date);
+  if (Number.isNaN(date)) {
+    throw new RootcastError({
+      code: 'RELEASE_MALFORMED',
+      message: `${url} has an unreadable Date (${release.date})`,
+      hint: 'The repository metadata is broken; use another mirror or report it to the repository.',
+    });
+  }
+  if (date - now.getTime() > maxFutureSkewMs) {
+    throw new RootcastError({
+      code: 'RELEASE_DATE_FUTURE',
+      message: `${url} is dated ${release.date}, after now (${now.toISOString()})`,
+      hint: 'Check the system clock; if it is right, the mirror is misconfigured: use another one.',
+      details: { date: release.date, now: now.toISOString() },
+    });
+  }
+  if (release.validUntil !== undefined) {
+    const until = Date.parse(release.validUntil);
+    if (Number.isNaN(until) || until <= now.getTime()) {
+      throw new RootcastError({
+        code: 'RELEASE_EXPIRED',
+        message: `${url} expired at ${release.validUntil} (now ${now.toISOString()})`,
+        hint: 'The mirror serves stale metadata (out of sync or replayed); use another mirror or check the system clock.',
+        details: { validUntil: release.validUntil, now: now.toISOString() },
+      });
+    }
+  }
+}
+
+/**
+ * The suite asked for must be the Release's Suite or Codename, as apt insists, so a
+ * mirror cannot answer for one suite with another suite's validly signed metadata.
+ */
+export function checkReleaseSuite(release: ReleaseInfo, suite: string, url: string): void {
+  const names = [release.suite, release.codename].filter((n): n is string => n !== undefined);
+  if (names.length === 0 || names.includes(suite)) return;
+  throw new RootcastError({
+    code: 'RELEASE_SUITE_MISMATCH',
+    message: `${url} is for ${names.join(' / ')}, not ${suite}`,
+    hint: 'The mirror serves another suite under this name (misconfigured or a replay); use another mirror.',
+    details: { requested: suite, suite: release.suite, codename: release.codename },
+  });
+}
