@@ -98,6 +98,7 @@ export async function resolveLock(
     resolution = resolve(
       {
         arch: recipe.arch,
+        release: recipe.release,
         variant: recipe.variant,
         install: recipe.packages.install,
         exclude: recipe.packages.exclude,

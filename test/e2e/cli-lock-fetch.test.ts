@@ -35,9 +35,14 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
     expect(lock.packages.length).toBe(summary.packages);
     const names = lock.packages.map((p) => p.name);
     expect(names).toEqual([...names].sort());
-    for (const essential of ['base-files', 'bash', 'coreutils', 'dpkg', 'libc6']) expect(names).toContain(essential);
+    for (const essential of ['base-files', 'bash', 'coreutils', 'dpkg', 'libc6'])
+      expect(names).toContain(essential);
     expect(lock.recipe.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(lock.repositories.map((r) => r.id).sort()).toEqual(['bookworm-security/main', 'bookworm-updates/main', 'bookworm/main']);
+    expect(lock.repositories.map((r) => r.id).sort()).toEqual([
+      'bookworm-security/main',
+      'bookworm-updates/main',
+      'bookworm/main',
+    ]);
     for (const repo of lock.repositories) expect(repo.uri).toMatch(/^\{\{mirror\.debian(-security)?\}\}$/);
   });
 
@@ -47,7 +52,13 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ status: 'unchanged', written: false });
     const update = await runCli(['lock', '--update', recipe, '--store', store, '--json']);
     expect(update.code).toBe(0);
-    expect(JSON.parse(update.stdout)).toMatchObject({ status: 'resolved', written: false, added: [], removed: [], changed: [] });
+    expect(JSON.parse(update.stdout)).toMatchObject({
+      status: 'resolved',
+      written: false,
+      added: [],
+      removed: [],
+      changed: [],
+    });
     expect(await readFile(join(dir, 'minbase.lock.json'), 'utf8')).toBe(before);
   });
 
@@ -91,11 +102,16 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
   it('points an unknown package at its line in the recipe', async () => {
     const text = await readFile(recipe, 'utf8');
     const broken = join(dir, 'unknown.yaml');
-    await writeFile(broken, text.replace(/install: \[[^\]]*\]/, 'install: [ca-certificates, no-such-package-xyz]'));
+    await writeFile(
+      broken,
+      text.replace(/install: \[[^\]]*\]/, 'install: [ca-certificates, no-such-package-xyz]'),
+    );
     const line = text.split('\n').findIndex((l) => /install: \[/.test(l)) + 1;
     const result = await runCli(['lock', broken, '--store', store]);
     expect(result.code).toBe(2);
     const { message } = errorLines(result);
-    expect(message).toMatch(new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${line}:\\d+: .*no-such-package-xyz`));
+    expect(message).toMatch(
+      new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${line}:\\d+: .*no-such-package-xyz`),
+    );
   });
 });
