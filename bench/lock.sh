@@ -30,7 +30,8 @@ apt_env() {
   mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/etc/preferences.d" "$dir/etc/apt.conf.d" "$dir/log"
   : >"$dir/status"
   cat >"$dir/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror_debian bookworm bookworm-updates main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror_debian bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror_debian bookworm-updates main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror_security bookworm-security main
 SRC
 }
@@ -40,7 +41,7 @@ apt_opts() {
  -o Dir::Etc::SourceList=$dir/sources.list -o Dir::Etc::SourceParts=/dev/null \
  -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=$dir/etc/preferences.d \
  -o Dir::Etc::Parts=$dir/etc/apt.conf.d -o Dir::Log=$dir/log -o Debug::NoLocking=1 \
- -o APT::Architecture=amd64 -o APT::Install-Recommends=false -o pkgCacheGen::Essential=none"
+ -o APT::Sandbox::User=root -o APT::Architecture=amd64 -o APT::Install-Recommends=false -o pkgCacheGen::Essential=none"
 }
 
 printf '%-10s %12s %12s %12s %10s\n' variant rootcast_s resolve_s apt_sim_s ratio
