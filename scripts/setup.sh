@@ -13,6 +13,9 @@ if [ "$mode" = test ]; then
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
   done
 fi
+# The native addon (mknod, xattrs, streaming xz) compiles against liblzma during npm ci.
+[ -f /usr/include/lzma.h ] || need_apt+=(liblzma-dev)
+command -v gcc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(gcc make)
 # The shipped recipes verify against the Debian archive keyring.
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
 if [ ${#need_apt[@]} -gt 0 ]; then

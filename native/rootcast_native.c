@@ -1,0 +1,232 @@
+/*
+ * The few Linux calls Node does not expose and rootcast needs to write and read a faithful
+ * tree: mknod (device nodes, FIFOs) and the l*xattr family (security.capability and other
+ * extended attributes, which never follow a final symlink); plus xz decoding with the system
+ * liblzma, which is ~1.5x faster than the pure-Rust decoder behind @napi-rs/lzma and streams
+ * (the output goes to a callback in bounded chunks instead of one huge buffer). Every function is synchronous
+ * and thin; a failure throws an Error whose `code` is the errno name (ENOENT, EPERM, ...)
+ * like Node's own fs errors, so callers branch on it the same way.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <lzma.h>
+#include <node_api.h>
+
+#define PATH_BUF 4096
+#define NAME_BUF 256
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EINVAL: return "EINVAL";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ELOOP: return "ELOOP";
+    case ENODATA: return "ENODATA";
+    case ENOTSUP: return "ENOTSUP";
+    case ERANGE: return "ERANGE";
+    case E2BIG: return "E2BIG";
+    case EIO: return "EIO";
+    default: return "EUNKNOWN";
+  }
+}
+
+static napi_value throw_errno(napi_env env, const char *syscall, const char *path) {
+  int err = errno;
+  char message[PATH_BUF + 128];
+  snprintf(message, sizeof message, "%s: %s, %s '%s'", errno_name(err), strerror(err), syscall, path);
+  napi_throw_error(env, errno_name(err), message);
+  return NULL;
+}
+
+/* Reads argument `index` as a string into buf; throws and returns 0 on failure. */
+static int get_string(napi_env env, napi_value value, char *buf, size_t size) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, buf, size, &length) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "expected a string argument");
+    return 0;
+  }
+  if (length >= size - 1) {
+    napi_throw_error(env, "ENAMETOOLONG", "argument too long");
+    return 0;
+  }
+  return 1;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv) {
+  size_t argc = expected;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < expected) {
+    napi_throw_type_error(env, "EINVAL", "wrong number of arguments");
+    return 0;
+  }
+  return 1;
+}
+
+/* mknod(path, mode, major, minor): mode carries the file type bits (S_IFCHR, S_IFBLK, S_IFIFO). */
+static napi_value Mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char path[PATH_BUF];
+  uint32_t mode = 0, major = 0, minor = 0;
+  if (!get_args(env, info, 4, argv) || !get_string(env, argv[0], path, sizeof path)) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok || napi_get_value_uint32(env, argv[2], &major) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &minor) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "mode, major and minor must be numbers");
+    return NULL;
+  }
+  if (mknod(path, (mode_t)mode, makedev(major, minor)) != 0) return throw_errno(env, "mknod", path);
+  return NULL;
+}
+
+/* lsetxattr(path, name, value: Buffer) */
+static napi_value Lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char path[PATH_BUF], name[NAME_BUF];
+  void *data = NULL;
+  size_t length = 0;
+  if (!get_args(env, info, 3, argv) || !get_string(env, argv[0], path, sizeof path) ||
+      !get_string(env, argv[1], name, sizeof name))
+    return NULL;
+  if (napi_get_buffer_info(env, argv[2], &data, &length) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "value must be a Buffer");
+    return NULL;
+  }
+  if (lsetxattr(path, name, data, length, 0) != 0) return throw_errno(env, "lsetxattr", path);
+  return NULL;
+}
+
+/* llistxattr(path) -> string[] */
+static napi_value Llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  char path[PATH_BUF];
+  if (!get_args(env, info, 1, argv) || !get_string(env, argv[0], path, sizeof path)) return NULL;
+  ssize_t size;
+  char *names = NULL;
+  for (;;) {
+    size = llistxattr(path, NULL, 0);
+    if (size < 0) return throw_errno(env, "llistxattr", path);
+    free(names);
+    names = malloc(size > 0 ? (size_t)size : 1);
+    if (names == NULL) {
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return NULL;
+    }
+    ssize_t got = llistxattr(path, names, (size_t)size);
+    if (got >= 0) {
+      size = got;
+      break;
+    }
+    if (errno != ERANGE) {
+      free(names);
+      return throw_errno(env, "llistxattr", path);
+    }
+  }
+  napi_create_array(env, &result);
+  uint32_t index = 0;
+  for (ssize_t pos = 0; pos < size;) {
+    size_t length = strnlen(names + pos, (size_t)(size - pos));
+    napi_value name;
+    napi_create_string_utf8(env, names + pos, length, &name);
+    napi_set_element(env, result, index++, name);
+    pos += (ssize_t)length + 1;
+  }
+  free(names);
+  return result;
+}
+
+/* lgetxattr(path, name) -> Buffer */
+static napi_value Lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  char path[PATH_BUF], name[NAME_BUF];
+  if (!get_args(env, info, 2, argv) || !get_string(env, argv[0], path, sizeof path) ||
+      !get_string(env, argv[1], name, sizeof name))
+    return NULL;
+  for (;;) {
+    ssize_t size = lgetxattr(path, name, NULL, 0);
+    if (size < 0) return throw_errno(env, "lgetxattr", path);
+    void *data = NULL;
+    if (napi_create_buffer(env, (size_t)size, &data, &result) != napi_ok) return NULL;
+    ssize_t got = size > 0 ? lgetxattr(path, name, data, (size_t)size) : 0;
+    if (got == size) return result;
+    if (got >= 0 || errno == ERANGE) continue; /* changed under us: ask again */
+    return throw_errno(env, "lgetxattr", path);
+  }
+}
+
+/*
+ * xzDecode(input: Buffer, chunk: Buffer, onChunk: (produced: number) => void): decodes the
+ * whole .xz stream(s) in `input`, filling `chunk` and calling onChunk(bytes) each time it is
+ * full and at the end. The callback must consume `chunk` before returning (it is reused).
+ */
+static napi_value XzDecode(napi_env env, napi_callback_info info) {
+  napi_value argv[3], global;
+  void *in = NULL, *out = NULL;
+  size_t in_len = 0, out_len = 0;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_buffer_info(env, argv[0], &in, &in_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &out, &out_len) != napi_ok || out_len == 0) {
+    napi_throw_type_error(env, "EINVAL", "input and chunk must be Buffers");
+    return NULL;
+  }
+  napi_get_global(env, &global);
+  lzma_stream strm = LZMA_STREAM_INIT;
+  lzma_ret ret = lzma_stream_decoder(&strm, UINT64_MAX, LZMA_CONCATENATED);
+  if (ret != LZMA_OK) {
+    napi_throw_error(env, "EXZ", "cannot initialise the xz decoder");
+    return NULL;
+  }
+  strm.next_in = in;
+  strm.avail_in = in_len;
+  for (;;) {
+    strm.next_out = out;
+    strm.avail_out = out_len;
+    ret = lzma_code(&strm, LZMA_FINISH);
+    size_t produced = out_len - strm.avail_out;
+    if (produced > 0) {
+      napi_value count, ignored;
+      napi_create_uint32(env, (uint32_t)produced, &count);
+      if (napi_call_function(env, global, argv[2], 1, &count, &ignored) != napi_ok) {
+        lzma_end(&strm);
+        return NULL; /* the callback threw: let its exception propagate */
+      }
+    }
+    if (ret == LZMA_STREAM_END) break;
+    if (ret != LZMA_OK) {
+      lzma_end(&strm);
+      const char *why = ret == LZMA_DATA_ERROR   ? "corrupt xz data"
+                        : ret == LZMA_BUF_ERROR  ? "truncated xz data"
+                        : ret == LZMA_FORMAT_ERROR ? "not xz data"
+                        : ret == LZMA_MEM_ERROR  ? "out of memory"
+                                                 : "xz decoding failed";
+      napi_throw_error(env, "EXZ", why);
+      return NULL;
+    }
+  }
+  lzma_end(&strm);
+  return NULL;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lsetxattr", NULL, Lsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"llistxattr", NULL, Llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lgetxattr", NULL, Lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xzDecode", NULL, XzDecode, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,55 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { RootcastError } from '../core/errors.js';
+
+/**
+ * The Linux calls Node lacks, from the small node-api addon in `native/` (built by the
+ * package's `install` script with node-gyp): device nodes and FIFOs (`mknod`) and extended
+ * attributes that never follow a final symlink (`lsetxattr`, `llistxattr`, `lgetxattr`).
+ *
+ * The addon is loaded on first use and cached for the life of the process (or worker). When
+ * it was not built, `nativeCalls()` throws `NATIVE_ADDON_MISSING`: the caller only needs it
+ * for trees that hold devices, FIFOs or extended attributes. Failures inside a call throw an
+ * Error whose `code` is the errno name, as Node's fs does.
+ */
+export interface NativeCalls {
+  /** `mode` includes the file type (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`) and permission bits. */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  llistxattr(path: string): string[];
+  lgetxattr(path: string, name: string): Buffer;
+  /**
+   * Decodes the whole xz stream in `input` with the system liblzma, filling `chunk` and
+   * calling `onChunk(bytes)` whenever it is full and at the end; `chunk` is reused, so the
+   * callback must consume `chunk.subarray(0, bytes)` before returning. Throws code `EXZ`.
+   */
+  xzDecode(input: Buffer, chunk: Buffer, onChunk: (bytes: number) => void): void;
+}
+
+// src/assemble and dist/assemble are both two levels below the package root.
+const addonPath = new URL('../../native/build/Release/rootcast_native.node', import.meta.url).pathname;
+
+let loaded: NativeCalls | undefined;
+
+export function nativeCalls(): NativeCalls {
+  if (loaded !== undefined) return loaded;
+  if (!existsSync(addonPath)) {
+    throw new RootcastError({
+      code: 'NATIVE_ADDON_MISSING',
+      message: `the native addon is not built (${addonPath} is missing)`,
+      hint: 'Run `npm rebuild rootcast` or `npx node-gyp rebuild --directory native` (needs a C compiler).',
+    });
+  }
+  loaded = createRequire(import.meta.url)(addonPath) as NativeCalls;
+  return loaded;
+}
+
+/** True when the addon is built and loadable, for tests and diagnostics. */
+export function hasNativeCalls(): boolean {
+  try {
+    nativeCalls();
+    return true;
+  } catch {
+    return false;
+  }
+}
