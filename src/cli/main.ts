@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { registerBuild } from './build.js';
 import { registerFetch } from './fetch.js';
 import { registerLock } from './lock.js';
 import { reportError } from './output.js';
 import { registerSchema } from './schema.js';
+import { registerTemplateVerbs } from './templates.js';
 
 /**
  * Entry point: parses arguments, hands each verb to the API, prints, and sets the exit
@@ -24,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
   };
   registerLock(program, setExit);
   registerFetch(program, setExit);
+  registerBuild(program, setExit);
+  registerTemplateVerbs(program, setExit);
   registerSchema(program, setExit);
 
   try {

@@ -1,0 +1,259 @@
+import { access, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { clampMtimes } from '../assemble/clamp-mtimes.js';
+import { cleanupTree } from '../assemble/cleanup.js';
+import { configurePackages } from '../assemble/configure.js';
+import { registerUnpacked } from '../assemble/dpkg-db.js';
+import { applyRecipeFiles } from '../assemble/recipe-files.js';
+import { runRecipeSteps } from '../assemble/recipe-steps.js';
+import { setupTreeSkeleton } from '../assemble/skeleton.js';
+import { setupMergedUsr, unpackPackages } from '../assemble/unpack.js';
+import { canonicalJson } from '../core/canonical-json.js';
+import { type Context, createContext, storePaths } from '../core/context.js';
+import { sha256Digest, sha256Hex } from '../core/digest.js';
+import { inputError } from '../core/errors.js';
+import { fetchPackages } from '../fetch/package-cache.js';
+import { type LockFile, serializeLock } from '../lock/lock-file.js';
+import type { LoadedRecipe } from '../recipe/types.js';
+import { cleanStore } from '../store/clean.js';
+import { createStagingDir } from '../store/layers.js';
+import { acquireLock, buildLockPath } from '../store/lock.js';
+import { findByCacheKey } from '../store/template-query.js';
+import { commitTemplate } from '../store/templates.js';
+import { VERSION } from '../version.js';
+import { type LockOptions, lockedRecipe, repositoryBaseUris } from './lock.js';
+
+/**
+ * `rootcast build`: recipe + lock + package cache → a committed template.
+ *
+ * The pipeline never chooses a version (the lock does), extracts each package once, runs
+ * maintainer scripts and steps only in the sandbox, and commits atomically: a build killed at
+ * any moment leaves its staging tree under `tmp/` (removed by the next build) and no tag.
+ * A build whose inputs are unchanged (the cache key) returns the existing template at once.
+ */
+export interface BuildOptions extends LockOptions {
+  /** Assemble again even when a template with the same cache key exists. */
+  rebuild?: boolean;
+  /** zstd level for the layer (default 3). */
+  compressionLevel?: number;
+  /** Seconds since the epoch; default the newest Release Date in the lock. */
+  sourceDateEpoch?: number;
+}
+
+export interface BuildResult {
+  template: string;
+  digest: string;
+  layers: { digest: string; diffId: string; size: number }[];
+  /** True when the build cache answered and nothing was assembled. */
+  cached: boolean;
+  packages: number;
+  seconds: number;
+  /** Wall time of each phase, in seconds. */
+  phases: Record<string, number>;
+}
+
+/** Bump when a change to assembly changes what a build produces from the same inputs. */
+const BUILD_FORMAT = 1;
+
+export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
+  const started = performance.now();
+  const ctx = createContext(options);
+  const { loaded, lock } = await lockedRecipe(recipePath, options);
+  const { recipe } = loaded;
+  if (recipe.from) {
+    throw inputError(
+      'BUILD_FROM_UNSUPPORTED',
+      `${loaded.path}: \`from: ${recipe.from}\` (layered templates) is not supported yet`,
+      'Remove `from:` and build the base recipe on its own for now.',
+    );
+  }
+  const lockText = serializeLock(lock);
+  const epoch = options.sourceDateEpoch ?? newestReleaseEpoch(lock);
+  const templatesDir = await findTemplatesDir(loaded.path);
+  const cacheKey = await buildCacheKey(loaded, lockText, epoch, templatesDir, options.compressionLevel);
+
+  if (!options.rebuild) {
+    const existing = await findByCacheKey(ctx.store, cacheKey);
+    if (existing && existing.ref === `${recipe.name}:${recipe.version}`) {
+      ctx.reporter.log('info', `${existing.ref} is up to date (${existing.manifestDigest})`);
+      return resultOf(existing.ref, existing.manifestDigest, existing.layers, true, lock, started, {});
+    }
+  }
+
+  const buildLock = await acquireLock(buildLockPath(ctx.store, recipe.name));
+  let staging: string | undefined;
+  try {
+    await cleanStore(ctx.store);
+    const phases: Record<string, number> = {};
+    const phase = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      ctx.reporter.log('debug', `${name}…`);
+      const value = await work();
+      phases[name] = round((performance.now() - t0) / 1000);
+      return value;
+    };
+
+    await phase('fetch', () => fetchLocked(loaded, lock, ctx));
+    // The staging directory is the tree; committing moves it to layers/<diffid>.
+    staging = await createStagingDir(ctx.store);
+    const tree = staging;
+    await phase('skeleton', async () => {
+      await setupTreeSkeleton(tree, recipe.sources);
+      setupMergedUsr(tree, recipe.release, recipe.arch);
+    });
+    const files = lock.packages.map((p) => ({
+      name: p.name,
+      version: p.version,
+      arch: p.arch,
+      file: storePaths.packageFile(ctx.store, p.sha256),
+    }));
+    const unpacked = await phase('unpack', () =>
+      unpackPackages(files, tree, { reporter: ctx.reporter, concurrency: Math.max(2, ctx.concurrency) }),
+    );
+    await phase('register', () => registerUnpacked(tree, unpacked, recipe.arch));
+    const sandboxCtx = {
+      reporter: ctx.reporter,
+      sourceDateEpoch: epoch,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    };
+    await phase('configure', () => configurePackages(tree, unpacked, lock.packages, sandboxCtx));
+    await phase('files', () =>
+      applyRecipeFiles(tree, recipe.files, { templatesDir, variables: templateValues(loaded) }),
+    );
+    await phase('steps', () => runRecipeSteps(tree, recipe.steps, sandboxCtx));
+    await phase('cleanup', () => cleanupTree(tree));
+    await phase('clamp', () => clampMtimes(tree, epoch));
+    const committed = await phase('commit', () =>
+      commitTemplate({
+        store: ctx.store,
+        name: recipe.name,
+        version: recipe.version,
+        tree,
+        sourceDateEpoch: epoch,
+        arch: recipe.arch,
+        lock: lockText,
+        recipeDigest: loaded.digest,
+        cacheKey,
+        replace: true,
+        reporter: ctx.reporter,
+        ...(options.compressionLevel !== undefined ? { compressionLevel: options.compressionLevel } : {}),
+      }),
+    );
+    ctx.reporter.log('info', `${committed.ref} ${committed.manifestDigest}`);
+    return resultOf(committed.ref, committed.manifestDigest, committed.layers, false, lock, started, phases);
+  } finally {
+    if (staging) await rm(staging, { recursive: true, force: true });
+    await buildLock.release();
+  }
+}
+
+async function fetchLocked(loaded: LoadedRecipe, lock: LockFile, ctx: Context): Promise<void> {
+  const bases = repositoryBaseUris(lock, loaded);
+  await fetchPackages(
+    lock.packages.map((p) => ({ ...p, baseUri: bases.get(p.repository)! })),
+    ctx,
+  );
+}
+
+/** SOURCE_DATE_EPOCH by default: the newest signed Release Date the lock was made from. */
+export function newestReleaseEpoch(lock: LockFile): number {
+  const dates = lock.repositories.map((r) => Date.parse(r.release.date)).filter((d) => Number.isFinite(d));
+  if (dates.length === 0) return 0;
+  return Math.floor(Math.max(...dates) / 1000);
+}
+
+/**
+ * Everything that can change the template's bytes: the lock, the recipe as rendered (the
+ * mirrors too, since the tree's apt sources name them), the templates the files use, the
+ * epoch, the compression level and the build format.
+ */
+async function buildCacheKey(
+  loaded: LoadedRecipe,
+  lockText: string,
+  epoch: number,
+  templatesDir: string,
+  compressionLevel: number | undefined,
+): Promise<string> {
+  const templates: Record<string, string> = {};
+  for (const file of loaded.recipe.files) {
+    if (!file.template) continue;
+    const text = await readFile(join(templatesDir, file.template)).catch(() => undefined);
+    templates[file.template] = text === undefined ? 'missing' : sha256Hex(text);
+  }
+  return sha256Digest(
+    canonicalJson({
+      format: BUILD_FORMAT,
+      rootcast: VERSION,
+      lock: sha256Hex(lockText),
+      recipe: loaded.recipe,
+      templates,
+      epoch,
+      compressionLevel: compressionLevel ?? null,
+    }),
+  );
+}
+
+/** `templates/` beside the recipe (or its parent), else the one shipped with rootcast. */
+async function findTemplatesDir(recipePath: string): Promise<string> {
+  const dir = dirname(recipePath);
+  const shipped = fileURLToPath(new URL('../../templates', import.meta.url));
+  for (const candidate of [join(dir, 'templates'), join(dir, '..', 'templates')]) {
+    if (
+      await access(candidate).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
+  }
+  return shipped;
+}
+
+function templateValues(loaded: LoadedRecipe): Record<string, unknown> {
+  const { recipe } = loaded;
+  const values: Record<string, unknown> = {
+    name: recipe.name,
+    version: recipe.version,
+    distro: recipe.distro,
+    release: recipe.release,
+    arch: recipe.arch,
+    variant: recipe.variant,
+  };
+  for (const [name, { value }] of Object.entries(loaded.variables)) setPath(values, name, value);
+  return values;
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: string): void {
+  const parts = dotted.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    node = (typeof next === 'object' && next !== null ? next : (node[part] = {})) as Record<string, unknown>;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+function resultOf(
+  template: string,
+  digest: string,
+  layers: readonly { digest: string; diffId: string; size: number }[],
+  cached: boolean,
+  lock: LockFile,
+  started: number,
+  phases: Record<string, number>,
+): BuildResult {
+  return {
+    template,
+    digest,
+    layers: layers.map((l) => ({ digest: l.digest, diffId: l.diffId, size: l.size })),
+    cached,
+    packages: lock.packages.length,
+    seconds: round((performance.now() - started) / 1000),
+    phases,
+  };
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
+import { printJson } from './output.js';
+import { formatBytes } from './terminal-reporter.js';
+
+/** `ls`, `inspect` and `export`: read-only views of the store's templates. */
+export function registerTemplateVerbs(program: Command, setExit: (code: number) => void): void {
+  addGlobalFlags(program.command('ls').description('list the templates in the store'))
+    .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
+    .action(async (flags: RecipeFlags) => {
+      await runVerb(flags, setExit, async (options) => {
+        const { listTemplates } = await import('../store/template-query.js');
+        const { createContext } = await import('../core/context.js');
+        const templates = await listTemplates(createContext(options).store);
+        if (flags.json) {
+          printJson(templates.map((t) => ({ template: t.ref, digest: t.manifestDigest })));
+          return;
+        }
+        for (const t of templates) process.stdout.write(`${t.ref.padEnd(32)} ${t.manifestDigest}\n`);
+      });
+    });
+
+  addGlobalFlags(
+    program.command('inspect').description('show a template: digest, layers, sizes, packages, recipe'),
+  )
+    .argument('<template>', 'name:version or sha256:digest')
+    .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
+    .action(async (ref: string, flags: RecipeFlags) => {
+      await runVerb(flags, setExit, async (options) => {
+        const { inspectTemplate } = await import('../api/inspect.js');
+        const info = await inspectTemplate(ref, options);
+        if (flags.json) {
+          printJson(info);
+          return;
+        }
+        const lines = [
+          `template  ${info.template}`,
+          `digest    ${info.digest}`,
+          `created   ${info.created}`,
+          `arch      ${info.architecture}`,
+          `recipe    ${info.recipe.name}:${info.recipe.version} (${info.recipe.digest})`,
+          `packages  ${info.packages.length}`,
+          ...info.layers.map(
+            (l, i) => `layer ${i}   ${l.digest} ${formatBytes(l.size)} (diff_id ${l.diffId.slice(0, 19)}…)`,
+          ),
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      });
+    });
+
+  addGlobalFlags(program.command('export').description('write a template in another format'))
+    .argument('<template>', 'name:version or sha256:digest')
+    .requiredOption('--format <format>', 'output format: tar (the flattened tree)')
+    .requiredOption('-o, --output <file>', 'file to write')
+    .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
+    .action(async (ref: string, flags: RecipeFlags & { format: string; output: string }) => {
+      await runVerb(flags, setExit, async (options) => {
+        const { exportTemplate } = await import('../api/inspect.js');
+        const result = await exportTemplate(ref, flags.format, flags.output, options);
+        if (flags.json) printJson(result);
+        else if (!flags.quiet) process.stdout.write(`${result.output}: ${formatBytes(result.bytes)}\n`);
+      });
+    });
+}
