@@ -233,7 +233,10 @@ function spawnSandbox(
     ...argv,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', args, {
+    // setpriv's parent-death signal takes unshare down if rootcast itself is killed, and
+    // --kill-child then takes the namespace's pid 1 (and so every process in it) with it:
+    // a killed build leaves no maintainer script running against a tree being removed.
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'unshare', ...args], {
       env: sandboxEnvironment(options),
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     });

@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkStore } from '../../src/store/clean.js';
+import { CLI, runCli } from '../helpers/cli.js';
+
+/**
+ * Killing a build at any moment (SIGKILL: no chance to clean up) leaves no template, tag or
+ * half-written blob visible, no sandbox process behind, and the next build succeeds.
+ */
+describe('a build killed at any moment', () => {
+  let dir: string;
+  let recipe: string;
+  let store: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rootcast-kill-'));
+    recipe = join(dir, 'minbase.yaml');
+    store = join(dir, 'store');
+    await copyFile(new URL('../../recipes/debian-12-minbase.yaml', import.meta.url), recipe);
+    const fetched = await runCli(['fetch', recipe, '--store', store]);
+    if (fetched.code !== 0) throw new Error(fetched.stderr);
+  }, 300_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // Each kill waits for the build to announce a phase (`-v` prints `<phase>…`), then lets it
+  // run a moment into it, so every phase is hit whatever the machine's speed.
+  it.each(['fetch', 'unpack', 'configure', 'cleanup', 'clamp', 'commit'])(
+    'SIGKILL during %s',
+    async (target) => {
+      const child = spawn(process.execPath, [CLI, 'build', '--rebuild', recipe, '--store', store, '-v'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let log = '';
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const reached = new Promise<void>((resolve) => {
+        child.stderr.on('data', (d: Buffer) => {
+          log += d.toString();
+          if (log.includes(`${target}…`)) resolve();
+        });
+        void exited.then(() => resolve());
+      });
+      await reached;
+      await new Promise((r) => setTimeout(r, 150));
+      child.kill('SIGKILL');
+      const code = await exited;
+      expect(log, 'the build ended before the kill').toContain(`${target}…`);
+      expect(code).toBeNull();
+
+      // Nothing of the killed build is visible: no tag (unless an earlier full build made it).
+      const index = await readFile(join(store, 'index.json'), 'utf8').catch(() => '{"manifests":[]}');
+      const tags = (JSON.parse(index) as { manifests: { annotations?: Record<string, string> }[] }).manifests;
+      expect(tags.length).toBeLessThanOrEqual(1);
+      // Every visible blob verifies; leftovers are only temporaries that the next run removes.
+      const { problems } = await checkStore(store, { verifyBlobs: true });
+      expect(problems).toEqual([]);
+      // No sandbox survived its build.
+      const ps = await new Promise<string>((resolve) => {
+        const p = spawn('ps', ['-eo', 'args'], { stdio: ['ignore', 'pipe', 'ignore'] });
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+        });
+        p.on('close', () => resolve(out));
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ps.split('\n').filter((l) => l.includes(store) && l.includes('unshare'))).toEqual([]);
+    },
+  );
+
+  it('builds successfully after all the kills, leaving no temporaries', async () => {
+    const result = await runCli(['build', '--rebuild', recipe, '--store', store, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const ls = JSON.parse((await runCli(['ls', '--store', store, '--json'])).stdout) as {
+      template: string;
+    }[];
+    expect(ls.map((t) => t.template)).toEqual(['debian-12-minbase:1.0']);
+    expect((await checkStore(store, { verifyBlobs: true })).problems).toEqual([]);
+    expect(await readdir(join(store, 'tmp')).catch(() => [])).toEqual([]);
+    expect(await readdir(join(store, 'ingest')).catch(() => [])).toEqual([]);
+  });
+});
