@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RootcastError } from '../core/errors.js';
 import { resolveInRoot } from './resolve-in-root.js';
@@ -306,10 +306,15 @@ export async function registerUnpacked(
     const writes: Promise<void>[] = [
       writeFile(join(info, `${name}.list`), pkg.paths.map((p) => `${p}\n`).join(''), { mode: 0o644 }),
     ];
-    for (const [file, { data, mode }] of pkg.controlFiles) {
+    for (const [file, { data, mode, mtime }] of pkg.controlFiles) {
       if (file === 'control' || file.includes('/') || file.startsWith('.')) continue;
       const target = join(info, `${name}.${file}`);
-      writes.push(writeFile(target, data, { mode: mode & 0o7777 }).then(() => chmod(target, mode & 0o7777)));
+      // dpkg moves control files into info/ as extracted: with the package's mode and mtime.
+      writes.push(
+        writeFile(target, data, { mode: mode & 0o7777 })
+          .then(() => chmod(target, mode & 0o7777))
+          .then(() => utimes(target, mtime, mtime)),
+      );
     }
     if (!pkg.controlFiles.has('md5sums')) {
       const sums = await generatedMd5sums(root, pkg.paths);

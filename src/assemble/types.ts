@@ -18,9 +18,9 @@ export interface UnpackedPackage {
   /**
    * Every other file of the control member (`preinst`, `postinst`, `prerm`, `postrm`,
    * `config`, `md5sums`, `conffiles`, `triggers`, `shlibs`, `symbols`, `templates`, …) by
-   * name, with its mode.
+   * name, with its mode and mtime (seconds), which dpkg keeps when it moves them into `info/`.
    */
-  controlFiles: Map<string, { data: Buffer; mode: number }>;
+  controlFiles: Map<string, { data: Buffer; mode: number; mtime: number }>;
   /**
    * Paths of the data member in archive order, as dpkg writes them in `info/<pkg>.list`:
    * absolute, without trailing slash, `./` → `/.`.

@@ -26,7 +26,7 @@ export interface UnpackJob {
 
 export interface UnpackOutcome extends WrittenTree {
   control: string;
-  controlFiles: [string, { data: Buffer; mode: number }][];
+  controlFiles: [string, { data: Buffer; mode: number; mtime: number }][];
   architecture: string;
   multiArch: 'no' | 'same' | 'foreign' | 'allowed';
 }
@@ -61,21 +61,24 @@ function readControl(
   source: string,
 ): { text: string; files: UnpackOutcome['controlFiles'] } {
   const files: UnpackOutcome['controlFiles'] = [];
-  let current: { name: string; mode: number; chunks: Buffer[] } | undefined;
+  let current: { name: string; mode: number; mtime: number; chunks: Buffer[] } | undefined;
   const sink: TarSink = {
     entry(entry: TarEntry) {
       current = undefined;
       if (entry.type !== 'file') return;
       const name = entry.path.replace(/^(\.\/)+/, '');
       if (name === '' || name.includes('/')) return;
-      current = { name, mode: entry.mode, chunks: [] };
+      current = { name, mode: entry.mode, mtime: entry.mtime, chunks: [] };
     },
     data(chunk) {
       current?.chunks.push(Buffer.from(chunk));
     },
     entryEnd() {
       if (current !== undefined)
-        files.push([current.name, { data: Buffer.concat(current.chunks), mode: current.mode }]);
+        files.push([
+          current.name,
+          { data: Buffer.concat(current.chunks), mode: current.mode, mtime: current.mtime },
+        ]);
       current = undefined;
     },
   };

@@ -155,7 +155,11 @@ function toUnpacked(pkg: PackageFile, outcome: UnpackOutcome): UnpackedPackage {
     controlFiles: new Map(
       outcome.controlFiles.map(([name, file]) => [
         name,
-        { data: Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength), mode: file.mode },
+        {
+          data: Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength),
+          mode: file.mode,
+          mtime: file.mtime,
+        },
       ]),
     ),
     paths: outcome.paths,

@@ -192,6 +192,7 @@ describe('unpackPackages', () => {
     expect(unpacked?.controlFiles.get('postinst')).toEqual({
       data: Buffer.from('#!/bin/sh\nexit 0\n'),
       mode: 0o755,
+      mtime: 1_700_000_000,
     });
     expect(unpacked?.controlFiles.get('conffiles')?.mode).toBe(0o644);
     expect([...(unpacked?.controlFiles.keys() ?? [])].sort()).toEqual(['conffiles', 'postinst']);
