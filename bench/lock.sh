@@ -10,6 +10,10 @@
 # is reported separately. apt: an apt environment in a temporary directory with an empty
 # dpkg status and the same sources, `apt-get update` once, then `apt-get install --simulate`
 # of exactly the packages rootcast chose (apt resolves them again from the roots it is given).
+# Anchor: `mmdebstrap --simulate --skip=update` of the same variant over apt's warm lists from
+# that environment (mmdebstrap resolves from the variant's roots, with its own apt runs; its
+# simulated stage 2 starts from an empty status, so its package count differs: a time, not a set).
+# Set MMDEBSTRAP=0 to skip it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
@@ -44,7 +48,17 @@ apt_opts() {
  -o APT::Sandbox::User=root -o APT::Architecture=amd64 -o APT::Install-Recommends=false -o pkgCacheGen::Essential=none"
 }
 
-printf '%-10s %12s %12s %12s %10s\n' variant rootcast_s resolve_s apt_sim_s ratio
+mmdeb_sim() {
+  local variant="$1" dir="$2"
+  mmdebstrap --quiet --variant="$variant" --simulate --skip=update --skip=cleanup/apt/lists \
+    --aptopt="Dir::State::Lists \"$dir/lists\"" bookworm /dev/null \
+    "deb $mirror_debian bookworm main" "deb $mirror_debian bookworm-updates main" \
+    "deb $mirror_security bookworm-security main" >/dev/null 2>&1
+}
+with_mmdebstrap=0
+[ "${MMDEBSTRAP:-1}" != 0 ] && command -v mmdebstrap >/dev/null && with_mmdebstrap=1
+
+printf '%-10s %12s %12s %12s %10s %14s\n' variant rootcast_s resolve_s apt_sim_s ratio mmdeb_sim_s
 for variant in minbase standard; do
   recipe="$work/bench-$variant.yaml"
   sed -e "s/^variant: .*/variant: $variant/" -e "s/^name: .*/name: bench-$variant/" recipes/debian-12-minbase.yaml >"$recipe"
@@ -72,9 +86,20 @@ for variant in minbase standard; do
     t1=$(now)
     apts+=("$(awk "BEGIN{print $t1 - $t0}")")
   done
+  mm=-
+  if [ "$with_mmdebstrap" = 1 ]; then
+    mms=()
+    for _ in $(seq "$runs"); do
+      t0=$(now)
+      mmdeb_sim "$variant" "$dir"
+      t1=$(now)
+      mms+=("$(awk "BEGIN{print $t1 - $t0}")")
+    done
+    mm=$(printf '%s\n' "${mms[@]}" | median)
+  fi
   o=$(printf '%s\n' "${ours[@]}" | median)
   r=$(printf '%s\n' "${resolve[@]}" | median)
   a=$(printf '%s\n' "${apts[@]}" | median)
-  printf '%-10s %12s %12s %12s %9.2fx\n' "$variant" "$o" "$r" "$a" "$(awk "BEGIN{print $a / $o}")"
+  printf '%-10s %12s %12s %12s %9.2fx %14s\n' "$variant" "$o" "$r" "$a" "$(awk "BEGIN{print $a / $o}")" "$mm"
 done
 echo "ratio = apt-get --simulate time / rootcast lock time (above 1: rootcast faster); medians of $runs runs"

@@ -1,6 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { RecipeOptions } from '../api/lock.js';
-import { parseSetFlags } from '../recipe/load.js';
 import type { GlobalFlags } from './output.js';
 import { reportError } from './output.js';
 import { createTerminalReporter } from './terminal-reporter.js';
@@ -58,9 +57,14 @@ export async function runVerb(
     noProgress: Boolean(flags.json || flags.quiet),
   });
   try {
+    // The recipe modules (yaml, zod, handlebars) load only when a verb runs.
+    const set =
+      flags.set && flags.set.length > 0
+        ? (await import('../recipe/load.js')).parseSetFlags(flags.set)
+        : undefined;
     const options: RecipeOptions = {
       reporter,
-      ...(flags.set && flags.set.length > 0 ? { set: parseSetFlags(flags.set) } : {}),
+      ...(set ? { set } : {}),
       ...(flags.store ? { store: flags.store } : {}),
       ...(flags.jobs ? { concurrency: flags.jobs } : {}),
     };

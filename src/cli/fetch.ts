@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { fetch } from '../api/fetch.js';
 import { addRecipeFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 import { formatBytes } from './terminal-reporter.js';
@@ -17,6 +16,7 @@ export function registerFetch(program: Command, setExit: (code: number) => void)
       .option('--frozen', 'fail if the lock is missing or no longer matches the recipe'),
   ).action(async (recipe: string, flags: FetchFlags) => {
     await runVerb(flags, setExit, async (options) => {
+      const { fetch } = await import('../api/fetch.js');
       const result = await fetch(recipe, { ...options, frozen: Boolean(flags.frozen) });
       if (flags.json) {
         printJson({ downloaded: result.downloaded, reused: result.reused, bytes: result.bytes });

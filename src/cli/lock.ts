@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { lock } from '../api/lock.js';
 import { addRecipeFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 
@@ -18,6 +17,8 @@ export function registerLock(program: Command, setExit: (code: number) => void):
       .option('--frozen', 'fail if the lock is missing or no longer matches the recipe'),
   ).action(async (recipe: string, flags: LockFlags) => {
     await runVerb(flags, setExit, async (options) => {
+      // Imported here so `--help`, `--version` and usage errors never load the pipeline.
+      const { lock } = await import('../api/lock.js');
       const result = await lock(recipe, {
         ...options,
         update: Boolean(flags.update),

@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressModule from 'cli-progress';
 import type { LogLevel, Reporter, TaskHandle } from '../core/reporter.js';
 
 /**
@@ -14,7 +15,11 @@ export interface TerminalReporterOptions {
 
 export function createTerminalReporter(options: TerminalReporterOptions): Reporter & { stop(): void } {
   const interactive = Boolean(process.stdout.isTTY && process.stderr.isTTY) && !options.noProgress;
-  const bars = interactive
+  // Loaded only for a terminal: scripts and `--json` runs never pay for it.
+  const cliProgress = interactive
+    ? (createRequire(import.meta.url)('cli-progress') as typeof cliProgressModule)
+    : undefined;
+  const bars = cliProgress
     ? new cliProgress.MultiBar(
         {
           stream: process.stderr,

@@ -1,5 +1,7 @@
+import { relationTargets } from '../distro/deb/packages-index.js';
 import type { BinaryPackage, Provide, Relation, RepoIndex } from '../distro/deb/types.js';
 import { compareVersions, versionSatisfies } from '../distro/deb/version.js';
+import { NameOrder } from './name-order.js';
 
 /**
  * Everything the solver may install: for each package name its versions (native
@@ -43,7 +45,7 @@ export interface IndexData {
    * reading the indexes (the package, then its relation targets, then its provides). apt
    * breaks ties between providers with it and resolves requested packages in it.
    */
-  readonly order: ReadonlyMap<string, number>;
+  readonly order: NameOrder;
   /** Names seen only in stanzas of other architectures. */
   readonly foreign: ReadonlySet<string>;
 }
@@ -67,15 +69,10 @@ function buildIndexData(indexes: readonly RepoIndex[], arch: string): IndexData 
   const versions = new Map<string, BinaryPackage[]>();
   const providers = new Map<string, ProviderEntry[]>();
   const essential = new Set<string>();
-  const order = new Map<string, number>();
+  // Debian main: ~1.6 distinct names (packages and relation targets) per package.
+  const order = new NameOrder(2 * indexes.reduce((n, index) => n + index.packages.length, 0));
   const foreign = new Set<string>();
   const pins = new Map<string, number>();
-  const see = (name: string) => {
-    if (!order.has(name)) order.set(name, order.size);
-  };
-  const seeGroups = (groups: readonly Relation[][]) => {
-    for (const group of groups) for (const rel of group) see(rel.name);
-  };
   for (const index of indexes) {
     pins.set(index.id, index.pin);
     for (const pkg of index.packages) {
@@ -87,17 +84,14 @@ function buildIndexData(indexes: readonly RepoIndex[], arch: string): IndexData 
       if (list) list.push(pkg);
       else {
         versions.set(pkg.name, [pkg]);
-        see(pkg.name);
+        order.add(pkg.name, 0, pkg.name.length);
       }
       if (pkg.essential) essential.add(pkg.name);
-      // The same order apt's debListParser::NewVersion parses the fields in.
-      seeGroups(pkg.preDepends);
-      seeGroups(pkg.depends);
-      for (const rel of pkg.conflicts) see(rel.name);
-      for (const rel of pkg.breaks) see(rel.name);
-      seeGroups(pkg.recommends);
-      for (const provide of pkg.provides) {
-        see(provide.name);
+      // Names only, in debListParser::NewVersion's field order: parsing every relation of
+      // every package would cost more than the whole solve.
+      relationTargets(pkg, order);
+      const provides = pkg.provides;
+      for (const provide of provides) {
         const entry = { pkg, provide };
         const entries = providers.get(provide.name);
         if (entries) entries.push(entry);

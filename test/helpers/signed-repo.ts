@@ -50,6 +50,12 @@ export interface RepoOptions {
   date?: Date;
   validUntil?: Date;
   compressions?: ('xz' | 'gz')[];
+  /**
+   * How the Release lists the uncompressed `Packages` file, which is never served (as on
+   * Debian's mirrors): `listed` with its real size and sha256 (default), `absent`, or
+   * `mismatched` (a hash that no decompressed index matches).
+   */
+  plainEntry?: 'listed' | 'absent' | 'mismatched';
   byHash?: boolean;
   /** Keys that sign InRelease and Release.gpg, in order (default `['good']`). */
   signers?: SignerName[];
@@ -244,6 +250,7 @@ export async function createSignedRepo(initial: RepoOptions = {}): Promise<Signe
     packagesPerComponent: 3,
     date: new Date(Date.now() - 3600 * 1000),
     compressions: ['xz', 'gz'],
+    plainEntry: 'listed',
     byHash: false,
     signers: ['good'],
     inRelease: true,
@@ -296,6 +303,10 @@ export async function createSignedRepo(initial: RepoOptions = {}): Promise<Signe
           await write(repo.dist(`${base}/${name}`), data);
           if (options.byHash) await write(repo.dist(`${base}/by-hash/SHA256/${digest}`), data);
           listed.push({ path: `${base}/${name}`, size: data.length, sha256: digest });
+        }
+        if (options.plainEntry !== 'absent') {
+          const digest = options.plainEntry === 'mismatched' ? sha256(Buffer.from('other')) : sha256(text);
+          listed.push({ path: `${base}/Packages`, size: text.length, sha256: digest });
         }
       }
       const release = [

@@ -2,9 +2,11 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { compress, decompress } from 'zstd-napi';
 import { type Context, createContext } from '../../src/core/context.js';
 import { sha256Hex } from '../../src/core/digest.js';
 import { RootcastError } from '../../src/core/errors.js';
+import { type Reporter, silentReporter } from '../../src/core/reporter.js';
 import { readKeyring } from '../../src/distro/deb/keyring.js';
 import { type DebSource, loadIndexes } from '../../src/distro/deb/repository.js';
 import { HttpClient } from '../../src/fetch/http.js';
@@ -45,6 +47,7 @@ async function publish(changes: RepoOptions = {}): Promise<void> {
     date: new Date(Date.now() - 3600 * 1000),
     validUntil: undefined,
     compressions: ['xz', 'gz'],
+    plainEntry: 'listed',
     byHash: false,
     signers: ['good'],
     inRelease: true,
@@ -67,6 +70,20 @@ function source(overrides: Partial<DebSource> = {}): DebSource {
 }
 
 const context = (): Context => createContext({ store });
+
+/** A context whose reporter appends `level: message` lines to `logs`. */
+function recordingContext(logs: string[]): Context {
+  const reporter: Reporter = {
+    log: (level, message) => logs.push(`${level}: ${message}`),
+    task: () => silentReporter.task(''),
+  };
+  return createContext({ store, reporter });
+}
+
+/** Decompressed copies of indexes in the store (relative paths). */
+async function plainCopies(): Promise<string[]> {
+  return (await storeFiles()).filter((f) => f.startsWith(join('indexes', 'plain', 'sha256')));
+}
 
 async function storeFiles(): Promise<string[]> {
   const entries = await readdir(store, { recursive: true, withFileTypes: true }).catch(() => []);
@@ -115,6 +132,16 @@ describe('loadIndexes against a good repository', () => {
     const files = await storeFiles();
     expect(files).toContain(join('indexes', 'releases', 'sha256', sha256Hex(inRelease)));
     expect(files.filter((f) => f.startsWith(join('indexes', 'sha256')))).toHaveLength(2);
+    // …and each index decompressed, named by the plain Packages hash the Release lists.
+    const plain = await plainCopies();
+    expect(plain).toHaveLength(2);
+    let texts = '';
+    for (const name of plain) {
+      const text = decompress(await readFile(join(store, name)));
+      expect(`${sha256Hex(text)}.zst`).toBe(name.split('/').at(-1));
+      texts += text.toString('utf8');
+    }
+    for (const p of repo.packages) expect(texts).toContain(`Package: ${p.name}\n`);
   });
 
   it('costs exactly one request on a second load of an unchanged Release', async () => {
@@ -125,14 +152,63 @@ describe('loadIndexes against a good repository', () => {
     expect(second.map((i) => i.packages.length)).toEqual(first.map((i) => i.packages.length));
   });
 
-  it('re-downloads a cached index that no longer matches its hash', async () => {
+  it('needs only the decompressed copy when warm: one request, no compressed index read', async () => {
+    const first = await loadIndexes([source()], 'amd64', context(), { http });
+    await rm(join(store, 'indexes', 'sha256'), { recursive: true });
+    server.resetCounts();
+    const second = await loadIndexes([source()], 'amd64', context(), { http });
+    expect(server.log).toEqual([`/${repo.dist('InRelease')}`]);
+    expect(second.map((i) => i.packages.map((p) => p.sha256))).toEqual(
+      first.map((i) => i.packages.map((p) => p.sha256)),
+    );
+    expect(await storeFiles()).not.toContainEqual(expect.stringMatching(/^indexes\/sha256\//));
+  });
+
+  it.each([
+    ['not zstd at all', () => Buffer.from('garbage')],
+    [
+      'a zstd text one byte off',
+      (text: Buffer) => compress(Buffer.concat([text.subarray(1), Buffer.from('x')])),
+    ],
+    ['a zstd text longer than signed', (text: Buffer) => compress(Buffer.concat([text, Buffer.from('\n')]))],
+    ['a zstd text shorter than signed', (text: Buffer) => compress(text.subarray(1))],
+    [
+      'trailing bytes after the zstd frame',
+      (text: Buffer) => Buffer.concat([compress(text), Buffer.from('x')]),
+    ],
+  ])(
+    'rebuilds a decompressed copy holding %s from the compressed cache, without downloading',
+    async (_, damage) => {
+      await loadIndexes([source({ components: ['main'] })], 'amd64', context(), { http });
+      const [name] = await plainCopies();
+      const path = join(store, name!);
+      const good = await readFile(path);
+      await writeFile(path, damage(decompress(good)));
+      server.resetCounts();
+      const logs: string[] = [];
+      const indexes = await loadIndexes([source({ components: ['main'] })], 'amd64', recordingContext(logs), {
+        http,
+      });
+      expect(indexes[0]!.packages).toHaveLength(3);
+      expect(server.log).toEqual([`/${repo.dist('InRelease')}`]);
+      expect(logs.filter((l) => l.startsWith('warn') && l.includes(name!))).toHaveLength(1);
+      expect(sha256Hex(decompress(await readFile(path)))).toBe(sha256Hex(decompress(good)));
+    },
+  );
+
+  it('re-downloads when both cached copies of an index are damaged', async () => {
     await loadIndexes([source({ components: ['main'] })], 'amd64', context(), { http });
     const name = (await storeFiles()).find((f) => f.startsWith(join('indexes', 'sha256')))!;
     await writeFile(join(store, name), 'garbage');
+    const [plain] = await plainCopies();
+    await writeFile(join(store, plain!), 'garbage');
     server.resetCounts();
     await loadIndexes([source({ components: ['main'] })], 'amd64', context(), { http });
     expect(server.total()).toBe(2);
     expect(sha256Hex(await readFile(join(store, name)))).toBe(name.split('/').at(-1));
+    expect(`${sha256Hex(decompress(await readFile(join(store, plain!))))}.zst`).toBe(
+      plain!.split('/').at(-1),
+    );
   });
 
   it('reads an armored keyring as well as a binary one', async () => {
@@ -277,6 +353,25 @@ describe('loadIndexes repository variants', () => {
     const indexes = await loadIndexes([source()], 'amd64', context(), { http });
     expect(indexes.map((i) => i.packages.length)).toEqual([3, 3]);
     expect(server.count(`/${repo.dist('main/binary-amd64/Packages.gz')}`)).toBe(1);
+  });
+
+  it('decompresses every time when the Release does not list the plain Packages file', async () => {
+    await publish({ plainEntry: 'absent' });
+    const first = await loadIndexes([source()], 'amd64', context(), { http });
+    server.resetCounts();
+    const second = await loadIndexes([source()], 'amd64', context(), { http });
+    expect(server.log).toEqual([`/${repo.dist('InRelease')}`]);
+    expect(second.map((i) => i.packages.length)).toEqual(first.map((i) => i.packages.length));
+    expect(await plainCopies()).toEqual([]);
+  });
+
+  it('keeps no decompressed copy that does not match the Release, and still loads', async () => {
+    await publish({ plainEntry: 'mismatched' });
+    const logs: string[] = [];
+    const indexes = await loadIndexes([source()], 'amd64', recordingContext(logs), { http });
+    expect(indexes.map((i) => i.packages.length)).toEqual([3, 3]);
+    expect(await plainCopies()).toEqual([]);
+    expect(logs.filter((l) => l.startsWith('warn') && l.includes('does not match'))).toHaveLength(2);
   });
 
   it('gives NotAutomatic suites their apt pin', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isRootcastError } from '../../src/core/errors.js';
-import { parsePackagesIndex } from '../../src/distro/deb/packages-index.js';
+import { parsePackagesIndex, relationTargets } from '../../src/distro/deb/packages-index.js';
+import type { BinaryPackage } from '../../src/distro/deb/types.js';
 
 const SHA_A = 'a'.repeat(64);
 const SHA_B = '0123456789abcdef'.repeat(4);
@@ -22,6 +23,19 @@ const BASE = {
   SHA256: SHA_A,
 };
 
+/** A plain copy with every relation field read, for comparing whole records. */
+function materialise(pkg: BinaryPackage): BinaryPackage {
+  return {
+    ...pkg,
+    preDepends: pkg.preDepends,
+    depends: pkg.depends,
+    recommends: pkg.recommends,
+    conflicts: pkg.conflicts,
+    breaks: pkg.breaks,
+    provides: pkg.provides,
+  };
+}
+
 function errorOf(fn: () => unknown): { code: string; message: string; cause: unknown } | undefined {
   try {
     fn();
@@ -36,7 +50,7 @@ describe('parsePackagesIndex', () => {
   it('builds a package with defaults for absent fields', () => {
     const [pkg, ...rest] = parsePackagesIndex(stanza(BASE) + '\n', 'bookworm/main');
     expect(rest).toEqual([]);
-    expect(pkg).toEqual({
+    expect(materialise(pkg!)).toEqual({
       name: 'foo',
       version: '1.0-1',
       architecture: 'amd64',
@@ -157,12 +171,64 @@ describe('parsePackagesIndex', () => {
     expect(error?.message).toContain('foo');
   });
 
-  it('wraps a relation syntax error with the package and field', () => {
-    const error = errorOf(() => parsePackagesIndex(stanza({ ...BASE, Depends: 'libc6 (>= 2.34' }), 'r'));
+  it('wraps a relation syntax error with the package and field, when the field is read', () => {
+    const [pkg] = parsePackagesIndex(stanza({ ...BASE, Depends: 'libc6 (>= 2.34' }), 'r');
+    expect(pkg?.name).toBe('foo');
+    expect(pkg?.preDepends).toEqual([]);
+    const error = errorOf(() => pkg?.depends);
     expect(error?.code).toBe('INDEX_MALFORMED');
     expect(error?.message).toContain('foo');
     expect(error?.message).toContain('Depends');
     expect(isRootcastError(error?.cause) && error.cause.code).toBe('RELATION_INVALID');
+  });
+
+  it('reports a broken relation field every time it is read, and only that field', () => {
+    const [pkg] = parsePackagesIndex(stanza({ ...BASE, Breaks: 'a | b', Depends: 'c' }), 'r');
+    expect(errorOf(() => pkg?.breaks)?.message).toContain('Breaks');
+    expect(errorOf(() => pkg?.breaks)?.code).toBe('INDEX_MALFORMED');
+    expect(pkg?.depends).toEqual([[{ name: 'c' }]]);
+  });
+
+  it('parses each relation field once and keeps the result', () => {
+    const [pkg] = parsePackagesIndex(stanza({ ...BASE, Depends: 'a, b | c', Provides: 'x (= 1)' }), 'r');
+    expect(pkg?.depends).toBe(pkg?.depends);
+    expect(pkg?.provides).toBe(pkg?.provides);
+    expect(pkg?.conflicts).toBe(pkg?.conflicts);
+  });
+
+  it('lists relation targets in apt order, before and after the fields are parsed', () => {
+    const text = stanza({
+      ...BASE,
+      'Pre-Depends': 'pre (>= 1:2,3)',
+      Depends: 'libc6 (>= 2.36), debconf (>= 0.5) | debconf-2.0, python3:any, x [amd64]',
+      Recommends: 'rec <!nocheck>',
+      Conflicts: 'con',
+      Breaks: 'br (<< 2)',
+      Provides: 'prov (= 1), prov2',
+    });
+    const expected = [
+      'pre',
+      'libc6',
+      'debconf',
+      'debconf-2.0',
+      'python3',
+      'x',
+      'con',
+      'br',
+      'rec',
+      'prov',
+      'prov2',
+    ];
+    const [fresh] = parsePackagesIndex(text, 'r');
+    const names = (pkg: BinaryPackage) => {
+      const out: string[] = [];
+      relationTargets(pkg, { add: (text, start, end) => out.push(text.slice(start, end)) });
+      return out;
+    };
+    expect(names(fresh!)).toEqual(expected);
+    materialise(fresh!);
+    expect(names(fresh!)).toEqual(expected);
+    expect(names(materialise(fresh!))).toEqual(expected);
   });
 
   it('surfaces control-format errors', () => {

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { isRootcastError } from '../../src/core/errors.js';
-import { parseProvides, parseRelationGroups, parseRelationList } from '../../src/distro/deb/relations.js';
+import {
+  parseProvides,
+  parseRelationGroups,
+  parseRelationList,
+  relationNames,
+} from '../../src/distro/deb/relations.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -150,5 +155,39 @@ describe('parseProvides', () => {
 
   it.each(['a (>= 1)', 'a (<< 1)', 'a | b', 'a:any', 'a [amd64]'])('rejects %j', (value) => {
     expect(codeOf(() => parseProvides(value))).toBe('RELATION_INVALID');
+  });
+});
+
+describe('relationNames', () => {
+  const names = (value: string) => {
+    const out: string[] = [];
+    relationNames(value, { add: (text, start, end) => out.push(text.slice(start, end)) });
+    return out;
+  };
+
+  it.each([
+    'libc6 (>= 2.34), libgcc-s1 (>= 3.4), zlib1g (>= 1:1.2.0), libenet7',
+    'debconf (>= 0.5) | debconf-2.0',
+    'python3:any (>= 3.9~), perl:native',
+    'foo [amd64 !i386], bar <!nocheck> <stage1 cross>',
+    'a(>=1)|b(<<2),c',
+    '  spaced,\n   over ( >= 1 )\n | lines ,',
+    'odd (>= 1,2|3), next',
+    'x (= 1:2.0-1+deb12u1), ',
+    '',
+  ])("gives the parser's names for %j", (value) => {
+    expect(names(value)).toEqual(parseRelationGroups(value).flatMap((group) => group.map((r) => r.name)));
+  });
+
+  it('reads Provides and Conflicts the same way', () => {
+    expect(names('mail-transport-agent, libc-bin-abi (= 2.36)')).toEqual(
+      parseProvides('mail-transport-agent, libc-bin-abi (= 2.36)').map((p) => p.name),
+    );
+    expect(names('old (<< 2), other')).toEqual(parseRelationList('old (<< 2), other').map((r) => r.name));
+  });
+
+  it('never throws on text the parsers reject', () => {
+    expect(names('libc6 (>= 2.34')).toEqual(['libc6']);
+    expect(names('(>= 1), a | | b')).toEqual(['a', 'b']);
   });
 });

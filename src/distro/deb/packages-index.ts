@@ -1,12 +1,14 @@
 import { describeError, RootcastError } from '../../core/errors.js';
 import { scanDeb822Records } from './deb822.js';
 import {
+  type NameSink,
   parseProvides,
   parseRelationGroups,
   parseRelationList,
   type RelationParseOptions,
+  relationNames,
 } from './relations.js';
-import type { BinaryPackage, MultiArch } from './types.js';
+import type { BinaryPackage, MultiArch, Provide, Relation, RelationGroup } from './types.js';
 
 // Only what BinaryPackage holds: Description, Maintainer, Tag and the other checksums are
 // over half of an index and are never sliced or stored. The order fixes the slot numbers.
@@ -41,21 +43,44 @@ const FIELDS = [
  * `no` when absent, Essential true only for `yes`. `source` is the Source field as written
  * (it may carry a version, `glibc (2.36-9)`), or undefined when the source has the package's
  * own name. Relation fields that are not present become empty arrays.
+ *
+ * Relation fields are parsed lazily: each record keeps the field's text and parses it the
+ * first time it is read (then keeps the result), because a resolve reads the relations of
+ * a few hundred of an index's ~60k packages. So a syntax error in a relation field is
+ * thrown as `INDEX_MALFORMED` (naming the package and field) by the property access that
+ * first reads it, not by this function, and a package whose relations are never read is
+ * never checked. `relationTargets` reads the names a package relates to without parsing
+ * (all the resolver needs from most packages).
  */
 export function parsePackagesIndex(text: string, repositoryId: string): BinaryPackage[] {
   const packages: BinaryPackage[] = [];
-  const parsers = relationParsers();
   scanDeb822Records(text, `Packages index of ${repositoryId}`, FIELDS, (v, line) => {
-    packages.push(toBinaryPackage(v, repositoryId, line, parsers));
+    packages.push(toBinaryPackage(v, repositoryId, line));
   });
   return packages;
+}
+
+/**
+ * Hands `sink` every name `pkg` names in its relations, in the order apt's
+ * debListParser::NewVersion reads them: Pre-Depends, Depends, Conflicts, Breaks,
+ * Recommends, then Provides; a name may come more than once. For records from
+ * `parsePackagesIndex` this reads the field text without parsing it (and without
+ * reporting syntax errors: reading the field itself does that).
+ */
+export function relationTargets(pkg: BinaryPackage, sink: NameSink): void {
+  if (IndexPackage.visitTargets(pkg, sink)) return;
+  targetsOf(pkg.preDepends, sink);
+  targetsOf(pkg.depends, sink);
+  targetsOf(pkg.conflicts, sink);
+  targetsOf(pkg.breaks, sink);
+  targetsOf(pkg.recommends, sink);
+  targetsOf(pkg.provides, sink);
 }
 
 function toBinaryPackage(
   v: readonly (string | undefined)[],
   repositoryId: string,
   line: number,
-  parsers: RelationParsers,
 ): BinaryPackage {
   const name = v[0];
   if (!name) throw malformed(repositoryId, `the stanza at line ${line}`, 'has no Package field');
@@ -67,62 +92,170 @@ function toBinaryPackage(
   const size = parseSize(sizeText);
   if (size < 0) throw malformed(repositoryId, name, `has an invalid Size '${sizeText}'`);
   if (!isSha256(sha256)) throw malformed(repositoryId, name, `has an invalid SHA256 '${sha256}'`);
-
-  const pkg: BinaryPackage = {
-    name: name,
-    version: version,
-    architecture: architecture,
-    multiArch: parseMultiArch(v[3], repositoryId, name),
-    essential: v[4] !== undefined && v[4].toLowerCase() === 'yes',
-    priority: v[5] ? v[5].toLowerCase() : 'optional',
-    preDepends: v[8] ? parsers.preDepends(v[8], repositoryId, name) : [],
-    depends: v[9] ? parsers.depends(v[9], repositoryId, name) : [],
-    recommends: v[10] ? parsers.recommends(v[10], repositoryId, name) : [],
-    conflicts: v[11] ? parsers.conflicts(v[11], repositoryId, name) : [],
-    breaks: v[12] ? parsers.breaks(v[12], repositoryId, name) : [],
-    provides: v[13] ? parsers.provides(v[13], repositoryId, name) : [],
+  return new IndexPackage(
+    v,
+    name,
+    version,
+    architecture,
+    parseMultiArch(v[3], repositoryId, name),
     filename,
     size,
     sha256,
-    repository: repositoryId,
-  };
-  if (v[6]) pkg.section = v[6];
-  if (v[7]) pkg.source = v[7];
-  return pkg;
+    repositoryId,
+  );
 }
 
-type FieldParser<T> = (value: string, repositoryId: string, name: string) => T[];
-type RelationParsers = ReturnType<typeof relationParsers>;
+/**
+ * A `BinaryPackage` read from an index. Its own enumerable properties are exactly the
+ * interface's plain fields; the relation fields are getters over private slots that hold
+ * the field's text until the first read and the parsed value after it, so records compare
+ * and serialise like plain objects apart from the relation fields, which must be read.
+ */
+class IndexPackage implements BinaryPackage {
+  readonly name: string;
+  readonly version: string;
+  readonly architecture: string;
+  readonly multiArch: MultiArch;
+  readonly essential: boolean;
+  readonly priority: string;
+  declare readonly section?: string;
+  declare readonly source?: string;
+  readonly filename: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly repository: string;
+  #preDepends: string | RelationGroup[] | undefined;
+  #depends: string | RelationGroup[] | undefined;
+  #recommends: string | RelationGroup[] | undefined;
+  #conflicts: string | Relation[] | undefined;
+  #breaks: string | Relation[] | undefined;
+  #provides: string | Provide[] | undefined;
 
-/** One parser per relation field, each with its options object built once per index. */
-function relationParsers() {
-  const parser = <T>(
-    field: string,
-    parse: (value: string, options: RelationParseOptions) => T[],
-  ): FieldParser<T> => {
-    const options: RelationParseOptions = { field };
-    return (value, repositoryId, name) => {
-      try {
-        return parse(value, options);
-      } catch (error) {
-        throw malformed(
-          repositoryId,
-          name,
-          `has an unreadable ${field} field (${describeError(error)})`,
-          error,
-        );
-      }
-    };
-  };
-  return {
-    preDepends: parser('Pre-Depends', parseRelationGroups),
-    depends: parser('Depends', parseRelationGroups),
-    recommends: parser('Recommends', parseRelationGroups),
-    conflicts: parser('Conflicts', parseRelationList),
-    breaks: parser('Breaks', parseRelationList),
-    provides: parser('Provides', parseProvides),
-  };
+  constructor(
+    v: readonly (string | undefined)[],
+    name: string,
+    version: string,
+    architecture: string,
+    multiArch: MultiArch,
+    filename: string,
+    size: number,
+    sha256: string,
+    repository: string,
+  ) {
+    this.name = name;
+    this.version = version;
+    this.architecture = architecture;
+    this.multiArch = multiArch;
+    this.essential = v[4] !== undefined && v[4].toLowerCase() === 'yes';
+    this.priority = v[5] ? v[5].toLowerCase() : 'optional';
+    this.filename = filename;
+    this.size = size;
+    this.sha256 = sha256;
+    this.repository = repository;
+    if (v[6]) (this as { section?: string }).section = v[6];
+    if (v[7]) (this as { source?: string }).source = v[7];
+    this.#preDepends = v[8] || undefined;
+    this.#depends = v[9] || undefined;
+    this.#recommends = v[10] || undefined;
+    this.#conflicts = v[11] || undefined;
+    this.#breaks = v[12] || undefined;
+    this.#provides = v[13] || undefined;
+  }
+
+  get preDepends(): RelationGroup[] {
+    if (!Array.isArray(this.#preDepends)) this.#preDepends = this.parse(PRE_DEPENDS, this.#preDepends);
+    return this.#preDepends;
+  }
+
+  get depends(): RelationGroup[] {
+    if (!Array.isArray(this.#depends)) this.#depends = this.parse(DEPENDS, this.#depends);
+    return this.#depends;
+  }
+
+  get recommends(): RelationGroup[] {
+    if (!Array.isArray(this.#recommends)) this.#recommends = this.parse(RECOMMENDS, this.#recommends);
+    return this.#recommends;
+  }
+
+  get conflicts(): Relation[] {
+    if (!Array.isArray(this.#conflicts)) this.#conflicts = this.parse(CONFLICTS, this.#conflicts);
+    return this.#conflicts;
+  }
+
+  get breaks(): Relation[] {
+    if (!Array.isArray(this.#breaks)) this.#breaks = this.parse(BREAKS, this.#breaks);
+    return this.#breaks;
+  }
+
+  get provides(): Provide[] {
+    if (!Array.isArray(this.#provides)) this.#provides = this.parse(PROVIDES, this.#provides);
+    return this.#provides;
+  }
+
+  private parse<T>(field: FieldParser<T>, text: string | undefined): T[] {
+    if (text === undefined) return [];
+    try {
+      return field.parse(text, field.options);
+    } catch (error) {
+      throw malformed(
+        this.repository,
+        this.name,
+        `has an unreadable ${field.options.field} field (${describeError(error)})`,
+        error,
+      );
+    }
+  }
+
+  /** `relationTargets` for records of this class; false for any other object. */
+  static visitTargets(pkg: BinaryPackage, sink: NameSink): boolean {
+    if (!(#depends in pkg)) return false;
+    const p = pkg as IndexPackage;
+    targetsOf(p.#preDepends, sink);
+    targetsOf(p.#depends, sink);
+    targetsOf(p.#conflicts, sink);
+    targetsOf(p.#breaks, sink);
+    targetsOf(p.#recommends, sink);
+    targetsOf(p.#provides, sink);
+    return true;
+  }
 }
+
+/** Names in a relation slot: from the text while unparsed, from the records once parsed. */
+function targetsOf(
+  slot: string | readonly (Relation | Provide | RelationGroup)[] | undefined,
+  sink: NameSink,
+): void {
+  if (slot === undefined) return;
+  if (typeof slot === 'string') {
+    relationNames(slot, sink);
+    return;
+  }
+  for (const item of slot) {
+    if (Array.isArray(item)) for (const rel of item) sink.add(rel.name, 0, rel.name.length);
+    else {
+      const { name } = item as Relation | Provide;
+      sink.add(name, 0, name.length);
+    }
+  }
+}
+
+interface FieldParser<T> {
+  parse: (value: string, options: RelationParseOptions) => T[];
+  options: RelationParseOptions & { field: string };
+}
+
+const PRE_DEPENDS: FieldParser<RelationGroup> = {
+  parse: parseRelationGroups,
+  options: { field: 'Pre-Depends' },
+};
+const DEPENDS: FieldParser<RelationGroup> = { parse: parseRelationGroups, options: { field: 'Depends' } };
+const RECOMMENDS: FieldParser<RelationGroup> = {
+  parse: parseRelationGroups,
+  options: { field: 'Recommends' },
+};
+const CONFLICTS: FieldParser<Relation> = { parse: parseRelationList, options: { field: 'Conflicts' } };
+const BREAKS: FieldParser<Relation> = { parse: parseRelationList, options: { field: 'Breaks' } };
+const PROVIDES: FieldParser<Provide> = { parse: parseProvides, options: { field: 'Provides' } };
 
 function missing(repositoryId: string, name: string, field: string): never {
   throw malformed(repositoryId, name, `has no ${field} field`);

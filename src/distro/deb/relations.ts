@@ -286,3 +286,54 @@ export function parseProvides(value: string, options: RelationParseOptions = {})
   }
   return provides;
 }
+
+/** Receives names as spans of a text (`text.slice(start, end)`), so none need be made. */
+export interface NameSink {
+  add(text: string, start: number, end: number): void;
+}
+
+// Character classes for `relationNames`, indexed by char code (>= 128 is a word character).
+const WORD = 0;
+const SEPARATOR = 1;
+const BLANK = 2;
+const PUNCTUATION = 3;
+const CLASSES = new Uint8Array(128);
+for (const c of [COMMA, PIPE]) CLASSES[c] = SEPARATOR;
+for (const c of [SPACE, TAB, LF, CR]) CLASSES[c] = BLANK;
+for (const c of [COLON, LPAREN, RPAREN, LBRACKET, RBRACKET, LT, GT]) CLASSES[c] = PUNCTUATION;
+
+function classOf(c: number): number {
+  return c < 128 ? CLASSES[c]! : WORD;
+}
+
+/**
+ * Hands `sink` the package name of every atom of a relation field, in order, without
+ * building relations: the spans are what `parseRelationGroups`, `parseRelationList` or
+ * `parseProvides` would give as `name` for the same text when it is valid. Invalid text is
+ * not reported (the parsers do that); it yields whatever words stand where names would.
+ */
+export function relationNames(value: string, sink: NameSink): void {
+  const end = value.length;
+  let pos = 0;
+  while (pos < end) {
+    const kind = classOf(value.charCodeAt(pos));
+    if (kind === SEPARATOR || kind === BLANK) {
+      pos++;
+      continue;
+    }
+    const start = pos;
+    while (pos < end && classOf(value.charCodeAt(pos)) === WORD) pos++;
+    if (pos > start) sink.add(value, start, pos);
+    // The rest of the atom: a version in parentheses may hold anything but `)`.
+    while (pos < end) {
+      const c = value.charCodeAt(pos);
+      if (c === COMMA || c === PIPE) break;
+      if (c === LPAREN) {
+        const close = value.indexOf(')', pos + 1);
+        pos = close < 0 ? end : close + 1;
+      } else {
+        pos++;
+      }
+    }
+  }
+}

@@ -1,4 +1,3 @@
-import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
@@ -12,10 +11,18 @@ import { isSha256Hex, sha256Hex } from '../../core/digest.js';
 import { describeError, RootcastError } from '../../core/errors.js';
 import { HttpClient } from '../../fetch/http.js';
 import type { RecipeSource } from '../../recipe/types.js';
-import { readKeyring } from './keyring.js';
+import {
+  compressedIndexPath,
+  encodePlainIndex,
+  plainIndexPath,
+  readCompressedIndex,
+  readPlainIndex,
+  type SignedFile,
+} from './index-cache.js';
 import { parsePackagesIndex } from './packages-index.js';
 import { parseRelease } from './release.js';
-import { type VerifiedRelease, verifyDetachedRelease, verifyInRelease } from './signature.js';
+import { checkReleaseDates, checkReleaseSuite, pinPriority } from './release-checks.js';
+import type { VerifiedRelease } from './signature.js';
 import type { ReleaseInfo, RepoIndex } from './types.js';
 
 /**
@@ -31,6 +38,10 @@ import type { ReleaseInfo, RepoIndex } from './types.js';
  * - `indexes/sha256/<hex>`: compressed Packages indexes, named by the sha256 the signed
  *   Release gives them, re-hashed whenever they are read. An unchanged Release therefore
  *   costs one request (the InRelease) and no index downloads.
+ * - `indexes/plain/sha256/<hex>.zst`: each index decompressed (then zstd-compressed),
+ *   named by the sha256 the Release gives the plain `Packages` file and re-hashed against
+ *   it when read, so a warm load skips xz (index-cache.ts). Only made when the Release
+ *   lists the plain file; otherwise every load decompresses the compressed copy.
  * - `indexes/releases/sha256/<hex>`: the verified InRelease (or Release) bytes, with
  *   `<hex>.gpg` beside a detached signature, kept for offline and frozen use. Written
  *   only after every component of the suite loaded.
@@ -59,11 +70,16 @@ export async function loadIndexes(
 ): Promise<RepoIndex[]> {
   const http =
     options.http ?? new HttpClient({ ...(ctx.signal ? { signal: ctx.signal } : {}), onRetry: logRetry(ctx) });
+  // OpenPGP (~0.1 s to load) is imported now but awaited only once a Release has arrived,
+  // so loading it and reading the keyrings overlap the first requests.
+  const openpgp = loadVerification();
   const keyrings = new Map<string, Promise<Key[]>>();
   const keyringOf = (path: string) => {
     let keys = keyrings.get(path);
     if (!keys) {
-      keys = readKeyring(path);
+      keys = openpgp.then((v) => v.readKeyring(path));
+      // Handled where it is awaited; this only keeps an early failure from counting as unhandled.
+      keys.catch(() => {});
       keyrings.set(path, keys);
     }
     return keys;
@@ -76,14 +92,14 @@ export async function loadIndexes(
   // One failure cancels the other suites, and nothing is stored unless every suite loaded.
   const stop = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
-  const env = { ctx, http, signal, maxFutureSkewMs: options.maxFutureSkewMs ?? 10 * 60 * 1000 };
+  const env = { ctx, http, signal, openpgp, maxFutureSkewMs: options.maxFutureSkewMs ?? 10 * 60 * 1000 };
   const limit = pLimit(Math.max(1, Math.min(ctx.concurrency, 8)));
   try {
     const settled = await Promise.allSettled(
       jobs.map(({ source, suite }) =>
         limit(async () => {
           try {
-            const loaded = await loadSuite(source, suite, arch, await keyringOf(source.keyring), env);
+            const loaded = await loadSuite(source, suite, arch, keyringOf(source.keyring), env);
             task.advance(loaded.indexes.length);
             return loaded;
           } catch (error) {
@@ -112,7 +128,16 @@ interface SuiteEnv {
   http: HttpClient;
   /** Cancels this load: the context's signal or the first failure of another suite. */
   signal: AbortSignal;
+  openpgp: Promise<Verification>;
   maxFutureSkewMs: number;
+}
+
+/** The modules that need OpenPGP, loaded on first use (see `loadIndexes`). */
+type Verification = typeof import('./keyring.js') & typeof import('./signature.js');
+
+async function loadVerification(): Promise<Verification> {
+  const [keyring, signature] = await Promise.all([import('./keyring.js'), import('./signature.js')]);
+  return { ...keyring, ...signature };
 }
 
 /** A verified file to store once the whole load succeeded. */
@@ -132,12 +157,19 @@ async function loadSuite(
   source: DebSource,
   suite: string,
   arch: string,
-  keys: Key[],
+  keys: Promise<Key[]>,
   env: SuiteEnv,
 ): Promise<{ indexes: RepoIndex[]; writes: PendingWrite[] }> {
   const { ctx } = env;
   const base = `${source.uri.replace(/\/+$/, '')}/dists/${suite}`;
-  const fetched = await fetchRelease(base, keys, env);
+  let fetched: FetchedRelease;
+  try {
+    fetched = await fetchRelease(base, keys, env);
+  } catch (error) {
+    // A keyring the recipe names wrongly is the error to report, whatever the network did.
+    await keys;
+    throw error;
+  }
   const releaseSha = sha256Hex(fetched.bytes);
   const release = parseRelease(fetched.verified.text, releaseSha);
   ctx.reporter.log('debug', `${fetched.url}: signed by ${fetched.verified.signer}, sha256 ${releaseSha}`);
@@ -156,9 +188,7 @@ async function loadSuite(
   const indexes = await Promise.all(
     source.components.map(async (component): Promise<RepoIndex> => {
       const id = `${suite}/${component}`;
-      const compressed = await loadPackagesFile(base, release, component, arch, fetched.url, env);
-      if (compressed.fresh) writes.push({ path: compressed.cachePath, data: compressed.data });
-      const text = await decompress(compressed.data, compressed.path, base);
+      const text = await loadPackagesText(base, release, component, arch, fetched.url, env, writes);
       return {
         id,
         repository: { id, uriTemplate: source.uriTemplate, uri: source.uri, suite, component, arch },
@@ -175,7 +205,8 @@ async function loadSuite(
   return { indexes, writes };
 }
 
-async function fetchRelease(base: string, keys: Key[], env: SuiteEnv): Promise<FetchedRelease> {
+/** Fetches the suite's InRelease (or Release + Release.gpg) and verifies it with `keys`. */
+async function fetchRelease(base: string, keys: Promise<Key[]>, env: SuiteEnv): Promise<FetchedRelease> {
   const { http, ctx } = env;
   const signal = { signal: env.signal };
   const inReleaseUrl = `${base}/InRelease`;
@@ -188,7 +219,8 @@ async function fetchRelease(base: string, keys: Key[], env: SuiteEnv): Promise<F
   }
   const now = ctx.now();
   if (inRelease) {
-    const verified = await verifyInRelease(inRelease, keys, now).catch(rethrowFor(inReleaseUrl));
+    const { verifyInRelease } = await env.openpgp;
+    const verified = await verifyInRelease(inRelease, await keys, now).catch(rethrowFor(inReleaseUrl));
     return { bytes: inRelease, verified, url: inReleaseUrl };
   }
   const releaseUrl = `${base}/Release`;
@@ -207,8 +239,64 @@ async function fetchRelease(base: string, keys: Key[], env: SuiteEnv): Promise<F
       throw error;
     }),
   ]);
-  const verified = await verifyDetachedRelease(bytes, signature, keys, now).catch(rethrowFor(releaseUrl));
+  const { verifyDetachedRelease } = await env.openpgp;
+  const verified = await verifyDetachedRelease(bytes, signature, await keys, now).catch(
+    rethrowFor(releaseUrl),
+  );
   return { bytes, signature, verified, url: releaseUrl };
+}
+
+/**
+ * The text of one component's Packages index. Warm path: the decompressed copy in the
+ * store, checked against the sha256 the Release gives the plain `Packages` file (no xz).
+ * Otherwise the compressed index (from the store or the mirror, checked against its own
+ * signed hash) is decompressed, and, when the Release lists the plain file and the text
+ * matches it, a decompressed copy is queued for the store.
+ */
+async function loadPackagesText(
+  base: string,
+  release: ReleaseInfo,
+  component: string,
+  arch: string,
+  releaseUrl: string,
+  env: SuiteEnv,
+  writes: PendingWrite[],
+): Promise<string> {
+  const { ctx } = env;
+  const plainEntry = signedEntry(release, `${component}/binary-${arch}/Packages`, releaseUrl);
+  if (plainEntry) {
+    const cached = await readPlainIndex(ctx.store, plainEntry, ctx.reporter);
+    if (cached) return cached.toString('utf8');
+  }
+  const compressed = await loadPackagesFile(base, release, component, arch, releaseUrl, env);
+  if (compressed.fresh) writes.push({ path: compressed.cachePath, data: compressed.data });
+  const plain = await decompress(compressed.data, compressed.path, base);
+  if (plainEntry && plain !== compressed.data) {
+    if (plain.length === plainEntry.size && sha256Hex(plain) === plainEntry.sha256) {
+      writes.push({ path: plainIndexPath(ctx.store, plainEntry), data: encodePlainIndex(plain) });
+    } else {
+      // The signed compressed file is what apt trusts too; only the shortcut is lost.
+      ctx.reporter.log(
+        'warn',
+        `${base}/${compressed.path} decompresses to a text that does not match the Release's ${plainEntry.path}; not caching it`,
+      );
+    }
+  }
+  return plain.toString('utf8');
+}
+
+/** The Release's entry for `path`, if listed; a listed entry with a malformed hash throws. */
+function signedEntry(release: ReleaseInfo, path: string, releaseUrl: string): SignedFile | undefined {
+  const entry = release.files.get(path);
+  if (!entry) return undefined;
+  if (!isSha256Hex(entry.sha256)) {
+    throw new RootcastError({
+      code: 'INDEX_MISSING',
+      message: `${releaseUrl} gives ${path} a malformed sha256 (${entry.sha256})`,
+      hint: 'The repository metadata is broken; use another mirror or report it to the repository.',
+    });
+  }
+  return { path, ...entry };
 }
 
 /** Picks the Packages file the Release lists, preferring xz, then gzip, then plain. */
@@ -217,20 +305,10 @@ function choosePackagesFile(
   component: string,
   arch: string,
   releaseUrl: string,
-): { path: string; size: number; sha256: string } {
+): SignedFile {
   for (const name of ['Packages.xz', 'Packages.gz', 'Packages']) {
-    const path = `${component}/binary-${arch}/${name}`;
-    const entry = release.files.get(path);
-    if (entry) {
-      if (!isSha256Hex(entry.sha256)) {
-        throw new RootcastError({
-          code: 'INDEX_MISSING',
-          message: `${releaseUrl} gives ${path} a malformed sha256 (${entry.sha256})`,
-          hint: 'The repository metadata is broken; use another mirror or report it to the repository.',
-        });
-      }
-      return { path, ...entry };
-    }
+    const entry = signedEntry(release, `${component}/binary-${arch}/${name}`, releaseUrl);
+    if (entry) return entry;
   }
   const listed = release.components.length > 0 ? release.components.join(', ') : 'none';
   throw new RootcastError({
@@ -253,8 +331,8 @@ async function loadPackagesFile(
 ): Promise<{ path: string; cachePath: string; data: Buffer; fresh: boolean }> {
   const { ctx, http } = env;
   const entry = choosePackagesFile(release, component, arch, releaseUrl);
-  const cachePath = join(storePaths.indexes(ctx.store), 'sha256', entry.sha256);
-  const cached = await readCachedIndex(cachePath, entry, ctx);
+  const cachePath = compressedIndexPath(ctx.store, entry);
+  const cached = await readCompressedIndex(ctx.store, entry, ctx.reporter);
   if (cached) return { path: entry.path, cachePath, data: cached, fresh: false };
 
   const expected = { size: entry.size, sha256: entry.sha256 };
@@ -279,33 +357,12 @@ async function loadPackagesFile(
   return { path: entry.path, cachePath, data, fresh: true };
 }
 
-/** A cached index is trusted only if it still hashes to the name the Release gave it. */
-async function readCachedIndex(
-  cachePath: string,
-  entry: { size: number; sha256: string },
-  ctx: Context,
-): Promise<Buffer | undefined> {
-  let data: Buffer;
+/** Decompresses by file name; a plain index comes back as the same buffer. */
+async function decompress(data: Buffer, path: string, base: string): Promise<Buffer> {
   try {
-    data = await readFile(cachePath);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  if (data.length === entry.size && sha256Hex(data) === entry.sha256) {
-    ctx.reporter.log('debug', `index ${entry.sha256} from cache`);
+    if (path.endsWith('.xz')) return await xz.decompress(data);
+    if (path.endsWith('.gz')) return await gunzipAsync(data);
     return data;
-  }
-  ctx.reporter.log('warn', `cached index ${cachePath} is damaged; fetching it again`);
-  await rm(cachePath, { force: true });
-  return undefined;
-}
-
-async function decompress(data: Buffer, path: string, base: string): Promise<string> {
-  try {
-    if (path.endsWith('.xz')) return (await xz.decompress(data)).toString('utf8');
-    if (path.endsWith('.gz')) return (await gunzipAsync(data)).toString('utf8');
-    return data.toString('utf8');
   } catch (error) {
     throw new RootcastError({
       code: 'INDEX_MALFORMED',
@@ -357,65 +414,4 @@ function logRetry(ctx: Context) {
       'debug',
       `retrying ${info.url} in ${info.delayMs} ms (attempt ${info.attempt}: ${info.reason})`,
     );
-}
-
-/** apt's default pin: 500, 1 for NotAutomatic suites, 100 when ButAutomaticUpgrades too. */
-export function pinPriority(release: ReleaseInfo): number {
-  if (!release.notAutomatic) return 500;
-  return release.butAutomaticUpgrades ? 100 : 1;
-}
-
-/**
- * Rejects a Release dated in the future (beyond `maxFutureSkewMs` of clock skew) or past
- * its Valid-Until: a mirror replaying old metadata, or a clock that is wrong, must not
- * pass silently.
- */
-export function checkReleaseDates(
-  release: ReleaseInfo,
-  now: Date,
-  url: string,
-  maxFutureSkewMs: number,
-): void {
-  const date = Date.parse(release.date);
-  if (Number.isNaN(date)) {
-    throw new RootcastError({
-      code: 'RELEASE_MALFORMED',
-      message: `${url} has an unreadable Date (${release.date})`,
-      hint: 'The repository metadata is broken; use another mirror or report it to the repository.',
-    });
-  }
-  if (date - now.getTime() > maxFutureSkewMs) {
-    throw new RootcastError({
-      code: 'RELEASE_DATE_FUTURE',
-      message: `${url} is dated ${release.date}, after now (${now.toISOString()})`,
-      hint: 'Check the system clock; if it is right, the mirror is misconfigured: use another one.',
-      details: { date: release.date, now: now.toISOString() },
-    });
-  }
-  if (release.validUntil !== undefined) {
-    const until = Date.parse(release.validUntil);
-    if (Number.isNaN(until) || until <= now.getTime()) {
-      throw new RootcastError({
-        code: 'RELEASE_EXPIRED',
-        message: `${url} expired at ${release.validUntil} (now ${now.toISOString()})`,
-        hint: 'The mirror serves stale metadata (out of sync or replayed); use another mirror or check the system clock.',
-        details: { validUntil: release.validUntil, now: now.toISOString() },
-      });
-    }
-  }
-}
-
-/**
- * The suite asked for must be the Release's Suite or Codename, as apt insists, so a
- * mirror cannot answer for one suite with another suite's validly signed metadata.
- */
-export function checkReleaseSuite(release: ReleaseInfo, suite: string, url: string): void {
-  const names = [release.suite, release.codename].filter((n): n is string => n !== undefined);
-  if (names.length === 0 || names.includes(suite)) return;
-  throw new RootcastError({
-    code: 'RELEASE_SUITE_MISMATCH',
-    message: `${url} is for ${names.join(' / ')}, not ${suite}`,
-    hint: 'The mirror serves another suite under this name (misconfigured or a replay); use another mirror.',
-    details: { requested: suite, suite: release.suite, codename: release.codename },
-  });
 }

@@ -32,6 +32,14 @@ export interface Provide {
 
 export type MultiArch = 'no' | 'same' | 'foreign' | 'allowed';
 
+/**
+ * One stanza of a binary Packages index. Records from `parsePackagesIndex` are class
+ * instances whose relation fields (`preDepends` … `provides`) are getters: each parses its
+ * field on first read, keeps the result, and throws `INDEX_MALFORMED` (naming the package
+ * and field) there when the field is unreadable. So read relation fields through the
+ * record: spreading or cloning one (`{ ...pkg }`, `structuredClone`) copies only the plain
+ * fields and loses the relations. Tests and other producers may pass plain objects.
+ */
 export interface BinaryPackage {
   name: string;
   version: string;
@@ -43,6 +51,7 @@ export interface BinaryPackage {
   priority: string;
   section?: string;
   source?: string;
+  /** Relation fields: parsed on first read for indexed records (see above); `[]` when absent. */
   preDepends: RelationGroup[];
   depends: RelationGroup[];
   recommends: RelationGroup[];
