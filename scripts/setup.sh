@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-test}"
 need_apt=()
 if [ "$mode" = test ]; then
-  for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg; do
+  for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg skopeo:skopeo umoci:umoci getfattr:attr flock:util-linux setpriv:util-linux; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
   done
 fi

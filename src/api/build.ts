@@ -74,7 +74,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   const cacheKey = await buildCacheKey(loaded, lockText, epoch, templatesDir, options.compressionLevel);
 
   if (!options.rebuild) {
-    const existing = await findByCacheKey(ctx.store, cacheKey);
+    const existing = await findByCacheKey(ctx.store, cacheKey, `${recipe.name}:${recipe.version}`);
     if (existing && existing.ref === `${recipe.name}:${recipe.version}`) {
       ctx.reporter.log('info', `${existing.ref} is up to date (${existing.manifestDigest})`);
       return resultOf(existing.ref, existing.manifestDigest, existing.layers, true, lock, started, {});

@@ -1,0 +1,260 @@
+import { inputError, RootcastError } from '../core/errors.js';
+import { openBlobStore, parseDigest } from './blob-store.js';
+import { hasLayerDir, layerDirPath } from './layers.js';
+import { readIndex } from './layout.js';
+import {
+  ANNOTATION,
+  type Descriptor,
+  type ImageConfig,
+  type ImageManifest,
+  MEDIA_TYPE_MANIFEST,
+} from './oci.js';
+
+/**
+ * Finding and reading templates. A template is a manifest in the store's `index.json` tagged
+ * `name:version` through the `org.opencontainers.image.ref.name` annotation (the whole
+ * `name:version` is the ref, so `skopeo inspect oci:<store>:<name>:<version>` finds it).
+ * Reads take no lock: the index is replaced atomically and blobs never change.
+ */
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+const VERSION = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/** Checks a template name and version; throws `TEMPLATE_NAME_INVALID` (exit 2). */
+export function validateTemplateName(name: string, version: string): void {
+  if (!NAME.test(name)) {
+    throw inputError(
+      'TEMPLATE_NAME_INVALID',
+      `template name ${JSON.stringify(name)} is not valid`,
+      'Names are lowercase letters, digits, ".", "_" and "-", starting with a letter or digit.',
+    );
+  }
+  if (!VERSION.test(version)) {
+    throw inputError(
+      'TEMPLATE_NAME_INVALID',
+      `template version ${JSON.stringify(version)} is not valid`,
+      'Versions are letters, digits, ".", "_" and "-" (at most 128), not starting with "." or "-".',
+    );
+  }
+}
+
+export type TemplateRef = { kind: 'tag'; name: string; version: string } | { kind: 'digest'; digest: string };
+
+/** Parses `name:version` or `sha256:<hex>` (a manifest digest). */
+export function parseTemplateRef(ref: string): TemplateRef {
+  if (ref.startsWith('sha256:')) {
+    parseDigest(ref);
+    return { kind: 'digest', digest: ref };
+  }
+  const colon = ref.lastIndexOf(':');
+  if (colon <= 0) {
+    throw inputError(
+      'TEMPLATE_REF_INVALID',
+      `${JSON.stringify(ref)} is not a template reference`,
+      'Name a template as name:version (see `rootcast ls`) or by its manifest digest sha256:….',
+    );
+  }
+  const name = ref.slice(0, colon);
+  const version = ref.slice(colon + 1);
+  validateTemplateName(name, version);
+  return { kind: 'tag', name, version };
+}
+
+/** One tagged template as listed in the index. */
+export interface TemplateEntry {
+  /** `name:version`. */
+  ref: string;
+  name: string;
+  version: string;
+  manifestDigest: string;
+  manifestSize: number;
+  cacheKey?: string;
+  /** The index entry's annotations. */
+  annotations: Record<string, string>;
+}
+
+function entryOf(descriptor: Descriptor): TemplateEntry | undefined {
+  const ref = descriptor.annotations?.[ANNOTATION.refName];
+  if (!ref || descriptor.mediaType !== MEDIA_TYPE_MANIFEST) return undefined;
+  const colon = ref.lastIndexOf(':');
+  if (colon <= 0) return undefined;
+  const cacheKey = descriptor.annotations?.[ANNOTATION.cacheKey];
+  return {
+    ref,
+    name: ref.slice(0, colon),
+    version: ref.slice(colon + 1),
+    manifestDigest: descriptor.digest,
+    manifestSize: descriptor.size,
+    ...(cacheKey ? { cacheKey } : {}),
+    annotations: descriptor.annotations ?? {},
+  };
+}
+
+/** Every tagged template, sorted by ref. */
+export async function listTemplates(store: string): Promise<TemplateEntry[]> {
+  const index = await readIndex(store);
+  return index.manifests
+    .map(entryOf)
+    .filter((e): e is TemplateEntry => e !== undefined)
+    .sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+}
+
+/** A resolved reference: the manifest and, when it is tagged, its tags. */
+export interface ResolvedTemplate {
+  manifestDigest: string;
+  manifestSize: number;
+  /** Index entries pointing at this manifest (a digest may carry several tags, or none). */
+  entries: TemplateEntry[];
+}
+
+function notFound(ref: string): RootcastError {
+  return inputError(
+    'TEMPLATE_NOT_FOUND',
+    `no template ${ref} in the store`,
+    'List templates with `rootcast ls`, or build the recipe first.',
+  );
+}
+
+export async function resolveTemplate(store: string, ref: string): Promise<ResolvedTemplate> {
+  const parsed = parseTemplateRef(ref);
+  const all = await listTemplates(store);
+  if (parsed.kind === 'tag') {
+    const found = all.find((e) => e.ref === ref);
+    if (!found) throw notFound(ref);
+    const entries = all.filter((e) => e.manifestDigest === found.manifestDigest);
+    return { manifestDigest: found.manifestDigest, manifestSize: found.manifestSize, entries };
+  }
+  const entries = all.filter((e) => e.manifestDigest === parsed.digest);
+  const size = entries[0]?.manifestSize ?? (await openBlobStore(store).size(parsed.digest));
+  if (size === undefined) throw notFound(ref);
+  return { manifestDigest: parsed.digest, manifestSize: size, entries };
+}
+
+/** A layer of a template, with where it is unpacked. */
+export interface TemplateLayer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffId: string;
+  /** `<store>/layers/<hex>`: present when `unpacked` is true. */
+  unpackedPath: string;
+  unpacked: boolean;
+}
+
+export interface TemplateDetails extends ResolvedTemplate {
+  /** The tag it was resolved by, or for a digest the first tag pointing at it (if any). */
+  ref?: string;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  configDigest: string;
+  /** The manifest's annotations. */
+  annotations: Record<string, string>;
+  layers: TemplateLayer[];
+  cacheKey?: string;
+  lockDigest?: string;
+}
+
+function manifestInvalid(digest: string, what: string, cause?: unknown): RootcastError {
+  return new RootcastError({
+    code: 'STORE_MANIFEST_INVALID',
+    message: `manifest ${digest} is not a usable image manifest: ${what}`,
+    hint: 'Run `rootcast fsck`; rebuild or pull the template.',
+    cause,
+  });
+}
+
+function parseJson<T>(bytes: Buffer, digest: string, what: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (error) {
+    throw manifestInvalid(digest, `${what} is not JSON`, error);
+  }
+}
+
+/** The manifest, config and layers of a template, every blob verified against its digest. */
+export async function readTemplate(store: string, ref: string): Promise<TemplateDetails> {
+  const resolved = await resolveTemplate(store, ref);
+  const blobs = openBlobStore(store);
+  const digest = resolved.manifestDigest;
+  const manifest = parseJson<ImageManifest>(await blobs.read(digest), digest, 'the manifest');
+  if (manifest.mediaType !== MEDIA_TYPE_MANIFEST || !manifest.config || !Array.isArray(manifest.layers)) {
+    throw manifestInvalid(digest, 'not an OCI image manifest');
+  }
+  const config = parseJson<ImageConfig>(await blobs.read(manifest.config.digest), digest, 'the config');
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw manifestInvalid(digest, `${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
+  }
+  const layers: TemplateLayer[] = [];
+  for (const [i, layer] of manifest.layers.entries()) {
+    const diffId = diffIds[i]!;
+    layers.push({
+      mediaType: layer.mediaType,
+      digest: layer.digest,
+      size: layer.size,
+      diffId,
+      unpackedPath: layerDirPath(store, diffId),
+      unpacked: await hasLayerDir(store, diffId),
+    });
+  }
+  const annotations = manifest.annotations ?? {};
+  const cacheKey = annotations[ANNOTATION.cacheKey];
+  const lockDigest = annotations[ANNOTATION.lock];
+  const tag = ref.startsWith('sha256:') ? resolved.entries[0]?.ref : ref;
+  return {
+    ...resolved,
+    ...(tag ? { ref: tag } : {}),
+    manifest,
+    config,
+    configDigest: manifest.config.digest,
+    annotations,
+    layers,
+    ...(cacheKey ? { cacheKey } : {}),
+    ...(lockDigest ? { lockDigest } : {}),
+  };
+}
+
+/** The lock JSON text a template was built from. */
+export async function readTemplateLock(store: string, ref: string): Promise<string> {
+  const details = await readTemplate(store, ref);
+  if (!details.lockDigest) {
+    throw new RootcastError({
+      code: 'TEMPLATE_LOCK_MISSING',
+      message: `template ${ref} records no lock`,
+      hint: 'It was not built by rootcast build; rebuild it from its recipe.',
+    });
+  }
+  return (await openBlobStore(store).read(details.lockDigest)).toString('utf8');
+}
+
+/**
+ * The build cache: a template whose `org.rootcast.cache-key` equals `cacheKey` and whose blobs
+ * and unpacked layers are all present, or `undefined`. A build with a matching key can return
+ * this template without doing any work. When several tags match, the one named `prefer`
+ * (`name:version`) wins, else the first by ref; `ref` of the result is the matching tag.
+ */
+export async function findByCacheKey(
+  store: string,
+  cacheKey: string,
+  prefer?: string,
+): Promise<TemplateDetails | undefined> {
+  const blobs = openBlobStore(store);
+  const candidates = (await listTemplates(store)).filter((e) => e.cacheKey === cacheKey);
+  candidates.sort((a, b) => Number(b.ref === prefer) - Number(a.ref === prefer));
+  for (const entry of candidates) {
+    let details: TemplateDetails;
+    try {
+      details = await readTemplate(store, entry.ref);
+    } catch (error) {
+      if (error instanceof RootcastError) continue;
+      throw error;
+    }
+    if (details.cacheKey !== cacheKey) continue;
+    const complete = await Promise.all([
+      ...details.layers.map(async (l) => l.unpacked && (await blobs.has(l.digest))),
+      details.lockDigest ? blobs.has(details.lockDigest) : Promise.resolve(true),
+    ]);
+    if (complete.every(Boolean)) return details;
+  }
+  return undefined;
+}

@@ -1,0 +1,315 @@
+import { resolve } from 'node:path';
+import { canonicalJson } from '../core/canonical-json.js';
+import { RootcastError } from '../core/errors.js';
+import type { Reporter } from '../core/reporter.js';
+import { openBlobStore } from './blob-store.js';
+import { compressToBlob, DEFAULT_COMPRESSION_LEVEL, validateCompressionLevel } from './compress.js';
+import { placeLayerTree } from './layers.js';
+import { ensureLayout, updateIndex } from './layout.js';
+import {
+  ANNOTATION,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  MEDIA_TYPE_CONFIG,
+  MEDIA_TYPE_LAYER_ZSTD,
+  MEDIA_TYPE_LOCK,
+  MEDIA_TYPE_MANIFEST,
+  ociPlatformForDebianArch,
+  rfc3339FromEpoch,
+} from './oci.js';
+import { tarTree } from './tar-writer.js';
+import { listTemplates, validateTemplateName } from './template-query.js';
+
+/**
+ * Committing a finished tree as a template: tar (deterministic) → zstd → layer blob, the tree
+ * moved to `layers/<diffid>/`, the lock, config and manifest blobs, and last the tag in
+ * `index.json`.
+ *
+ * Crash safety comes from the order: every blob is verified and renamed into place before
+ * anything refers to it, and the tag is written last (atomically, under the store lock). A
+ * process killed at any point leaves the previous index intact; what it wrote before dying is
+ * either a complete unreferenced blob or layer (gc removes them, a retry reuses them) or a
+ * temporary under `ingest/` or `tmp/` (`cleanStore` removes it).
+ *
+ * Reproducibility: equal trees, epoch, arch, lock, keys and level give an equal manifest
+ * digest; nothing in the config or manifest depends on the clock or the machine.
+ */
+export interface CommitTemplateOptions {
+  store: string;
+  name: string;
+  version: string;
+  /** The finished tree, ideally from `createStagingDir(store)`. It is consumed (moved or removed). */
+  tree: string;
+  /** SOURCE_DATE_EPOCH in seconds: mtimes are clamped to it and it is the `created` date. */
+  sourceDateEpoch: number;
+  /** Debian architecture (`amd64`, `arm64`, `armhf`, …); mapped to the OCI platform. */
+  arch: string;
+  /** The lock file's text, stored verbatim as a blob. */
+  lock: string;
+  recipeDigest: string;
+  cacheKey: string;
+  compressionLevel?: number;
+  /** Replace an existing `name:version` that points at a different manifest. */
+  replace?: boolean;
+  reporter?: Reporter;
+  /** Awaited at each step (tests kill the process there; front ends can show progress). */
+  onPhase?: (phase: CommitPhase) => void | Promise<void>;
+}
+
+export type CommitPhase =
+  | 'layer-ingesting'
+  | 'layer-blob-committed'
+  | 'layer-placed'
+  | 'blobs-committed'
+  | 'index-locked'
+  | 'done';
+
+export interface CommittedLayer {
+  digest: string;
+  diffId: string;
+  /** Compressed size (the blob). */
+  size: number;
+  uncompressedSize: number;
+  /** Where the layer is unpacked. */
+  path: string;
+  /** True when that layer was already unpacked and the new tree was dropped. */
+  reused: boolean;
+}
+
+export interface CommitTemplateResult {
+  ref: string;
+  manifestDigest: string;
+  manifestSize: number;
+  configDigest: string;
+  lockDigest: string;
+  layers: CommittedLayer[];
+  /** Entries archived and paths skipped (sockets). */
+  entries: number;
+  skipped: string[];
+}
+
+/** Pure: the image config of a single-layer template. */
+export function buildImageConfig(options: {
+  arch: string;
+  sourceDateEpoch: number;
+  diffIds: string[];
+  name: string;
+  version: string;
+  recipeDigest: string;
+}): ImageConfig {
+  const platform = ociPlatformForDebianArch(options.arch);
+  const created = rfc3339FromEpoch(options.sourceDateEpoch);
+  return {
+    created,
+    architecture: platform.architecture,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    os: 'linux',
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      Cmd: ['/bin/sh'],
+    },
+    rootfs: { type: 'layers', diff_ids: options.diffIds },
+    history: [
+      {
+        created,
+        created_by: `rootcast build ${options.name}:${options.version}`,
+        comment: `recipe ${options.recipeDigest}`,
+      },
+    ],
+  };
+}
+
+/** Pure: the manifest naming `config`, `layers` and the template's facts in annotations. */
+export function buildManifest(options: {
+  config: Descriptor;
+  layers: Descriptor[];
+  name: string;
+  version: string;
+  sourceDateEpoch: number;
+  cacheKey: string;
+  recipeDigest: string;
+  lockDigest: string;
+}): ImageManifest {
+  return {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPE_MANIFEST,
+    config: options.config,
+    layers: options.layers,
+    annotations: {
+      [ANNOTATION.created]: rfc3339FromEpoch(options.sourceDateEpoch),
+      [ANNOTATION.title]: options.name,
+      [ANNOTATION.version]: options.version,
+      [ANNOTATION.cacheKey]: options.cacheKey,
+      [ANNOTATION.recipeDigest]: options.recipeDigest,
+      [ANNOTATION.lock]: options.lockDigest,
+    },
+  };
+}
+
+function templateExists(ref: string, existing: string, digest: string): RootcastError {
+  return new RootcastError({
+    code: 'TEMPLATE_EXISTS',
+    message: `template ${ref} already exists as ${existing} (the new one would be ${digest})`,
+    hint: 'Templates are immutable: bump the recipe version, or pass --replace to retag.',
+    exitCode: 2,
+    details: { ref, existing, digest },
+  });
+}
+
+/**
+ * Pure: `index` with `manifest` tagged `ref` (replacing that tag only if `replace`). Returns
+ * the same object when the tag already names this manifest.
+ */
+export function withTag(
+  index: ImageIndex,
+  ref: string,
+  manifest: Descriptor,
+  extra: Record<string, string>,
+  replace: boolean,
+): ImageIndex {
+  const current = index.manifests.find((d) => d.annotations?.[ANNOTATION.refName] === ref);
+  if (current?.digest === manifest.digest) return index;
+  if (current && !replace) throw templateExists(ref, current.digest, manifest.digest);
+  const entry: Descriptor = {
+    mediaType: MEDIA_TYPE_MANIFEST,
+    digest: manifest.digest,
+    size: manifest.size,
+    annotations: { ...extra, [ANNOTATION.refName]: ref },
+  };
+  const key = (d: Descriptor) => `${d.annotations?.[ANNOTATION.refName] ?? ''}\0${d.digest}`;
+  const manifests = [...index.manifests.filter((d) => d !== current), entry].sort((a, b) =>
+    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0,
+  );
+  return { ...index, manifests };
+}
+
+export async function commitTemplate(options: CommitTemplateOptions): Promise<CommitTemplateResult> {
+  validateTemplateName(options.name, options.version);
+  const level = validateCompressionLevel(options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL);
+  const store = resolve(options.store);
+  const ref = `${options.name}:${options.version}`;
+  const phase = async (p: CommitPhase) => {
+    await options.onPhase?.(p);
+  };
+  await ensureLayout(store);
+  if (!options.replace) {
+    // Fail before the expensive part when the result cannot be identical (another cache key);
+    // the exact check is repeated under the store lock at the end.
+    const existing = (await listTemplates(store)).find((t) => t.ref === ref);
+    if (existing && existing.cacheKey !== options.cacheKey) {
+      throw templateExists(ref, existing.manifestDigest, `cache key ${options.cacheKey}`);
+    }
+  }
+  const blobs = openBlobStore(store);
+
+  const { stream, stats } = tarTree(options.tree, {
+    sourceDateEpoch: options.sourceDateEpoch,
+    ...(options.reporter ? { reporter: options.reporter } : {}),
+  });
+  const layerBlob = await compressToBlob(stream, blobs, {
+    level,
+    ...(options.reporter ? { reporter: options.reporter } : {}),
+    afterFirstWrite: () => phase('layer-ingesting'),
+  });
+  await phase('layer-blob-committed');
+  const placed = await placeLayerTree(store, layerBlob.diffId, options.tree);
+  await phase('layer-placed');
+
+  const lockDesc = await blobs.putBytes(Buffer.from(options.lock, 'utf8'), MEDIA_TYPE_LOCK);
+  const config = buildImageConfig({
+    arch: options.arch,
+    sourceDateEpoch: options.sourceDateEpoch,
+    diffIds: [layerBlob.diffId],
+    name: options.name,
+    version: options.version,
+    recipeDigest: options.recipeDigest,
+  });
+  const configDesc = await blobs.putBytes(Buffer.from(canonicalJson(config)), MEDIA_TYPE_CONFIG);
+  const layerDesc: Descriptor = {
+    mediaType: MEDIA_TYPE_LAYER_ZSTD,
+    digest: layerBlob.digest,
+    size: layerBlob.size,
+  };
+  const manifest = buildManifest({
+    config: configDesc,
+    layers: [layerDesc],
+    name: options.name,
+    version: options.version,
+    sourceDateEpoch: options.sourceDateEpoch,
+    cacheKey: options.cacheKey,
+    recipeDigest: options.recipeDigest,
+    lockDigest: lockDesc.digest,
+  });
+  const manifestDesc = await blobs.putBytes(Buffer.from(canonicalJson(manifest)), MEDIA_TYPE_MANIFEST);
+  await phase('blobs-committed');
+
+  const platform = ociPlatformForDebianArch(options.arch);
+  await updateIndex(
+    store,
+    (index) =>
+      withTag(
+        index,
+        ref,
+        { ...manifestDesc, platform },
+        { [ANNOTATION.cacheKey]: options.cacheKey, [ANNOTATION.name]: options.name },
+        options.replace ?? false,
+      ),
+    () => phase('index-locked'),
+  );
+  await phase('done');
+  return {
+    ref,
+    manifestDigest: manifestDesc.digest,
+    manifestSize: manifestDesc.size,
+    configDigest: configDesc.digest,
+    lockDigest: lockDesc.digest,
+    layers: [
+      {
+        digest: layerBlob.digest,
+        diffId: layerBlob.diffId,
+        size: layerBlob.size,
+        uncompressedSize: layerBlob.uncompressedSize,
+        path: placed.path,
+        reused: placed.reused,
+      },
+    ],
+    entries: stats.entries,
+    skipped: stats.skipped,
+  };
+}
+
+/**
+ * Tags an existing manifest `name:version` (a build-cache hit under another name, or a retag).
+ * The manifest must be in the store.
+ */
+export async function tagTemplate(
+  store: string,
+  manifestDigest: string,
+  name: string,
+  version: string,
+  options: { replace?: boolean; cacheKey?: string } = {},
+): Promise<void> {
+  validateTemplateName(name, version);
+  const size = await openBlobStore(store).size(manifestDigest);
+  if (size === undefined) {
+    throw new RootcastError({
+      code: 'BLOB_NOT_FOUND',
+      message: `manifest ${manifestDigest} is not in the store`,
+      hint: 'Build or pull the template first.',
+    });
+  }
+  await ensureLayout(store);
+  const extra: Record<string, string> = { [ANNOTATION.name]: name };
+  if (options.cacheKey) extra[ANNOTATION.cacheKey] = options.cacheKey;
+  await updateIndex(store, (index) =>
+    withTag(
+      index,
+      `${name}:${version}`,
+      { mediaType: MEDIA_TYPE_MANIFEST, digest: manifestDigest, size },
+      extra,
+      options.replace ?? false,
+    ),
+  );
+}
