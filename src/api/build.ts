@@ -229,7 +229,8 @@ function setPath(target: Record<string, unknown>, dotted: string, value: string)
   let node = target;
   for (const part of parts.slice(0, -1)) {
     const next = node[part];
-    node = (typeof next === 'object' && next !== null ? next : (node[part] = {})) as Record<string, unknown>;
+    if (typeof next !== 'object' || next === null) node[part] = {};
+    node = node[part] as Record<string, unknown>;
   }
   node[parts.at(-1)!] = value;
 }

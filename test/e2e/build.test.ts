@@ -74,7 +74,9 @@ describe.each([
     const audit = await runInSandbox(tree, ['dpkg', '--audit']);
     expect(audit.code).toBe(0);
     expect(audit.stdout + audit.stderr).toBe('');
-    const status = await runInSandbox(tree, ['dpkg-query', '-W', '-f=${db:Status-Abbrev}|${Package}\n']);
+    // dpkg-query's own format syntax, not a template literal.
+    const format = '-f=$' + '{db:Status-Abbrev}|$' + '{Package}\n';
+    const status = await runInSandbox(tree, ['dpkg-query', '-W', format]);
     const lines = status.stdout.trim().split('\n');
     expect(lines).toHaveLength(built.packages);
     expect(lines.filter((l) => !l.startsWith('ii |'))).toEqual([]);
