@@ -19,7 +19,7 @@ done
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
 work=$(mktemp -d /tmp/rootcast-bench-build.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 cp "$recipe" "$work/recipe.yaml"
 release=$(sed -n 's/^release: *//p' "$recipe" | tr -d '"')
 variant=$(sed -n 's/^variant: *//p' "$recipe" | tr -d '"')
