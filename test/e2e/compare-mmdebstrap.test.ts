@@ -6,8 +6,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newestReleaseEpoch } from '../../src/api/build.js';
 import type { LockFile } from '../../src/lock/lock-file.js';
-import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../src/recipe/apt-sources.js';
 import { runCli } from '../helpers/cli.js';
+import { mirror } from '../helpers/mirror.js';
 import {
   diffManifests,
   formatDifference,
@@ -113,14 +113,6 @@ const ALLOWED_DIFFERENCES: AllowedDifference[] = [
 function describeDifference(d: ManifestDifference): Expected {
   if (d.kind === 'differs') return d.fields.join(',');
   return d.kind === 'only-left' ? 'only in rootcast' : 'only in mmdebstrap';
-}
-
-async function mirror(name: string): Promise<string> {
-  const fromEnv = process.env[mirrorEnvName(name)];
-  if (fromEnv) return fromEnv;
-  const found = mirrorsFromAptSources(await readHostAptSources()).get(name);
-  if (!found) throw new Error(`no ${name} mirror in the host's apt sources; set ${mirrorEnvName(name)}`);
-  return found;
 }
 
 async function cli(args: string[]): Promise<string> {

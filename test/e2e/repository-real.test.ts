@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createContext } from '../../src/core/context.js';
 import { type DebSource, loadIndexes } from '../../src/distro/deb/repository.js';
 import { HttpClient } from '../../src/fetch/http.js';
-import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../src/recipe/apt-sources.js';
+import { mirror } from '../helpers/mirror.js';
 
 /**
  * Loads real Debian indexes from the mirror the host's apt uses (overridable with
@@ -13,14 +13,6 @@ import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../
  * Debian archive keyring.
  */
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
-
-async function mirror(name: string): Promise<string> {
-  const fromEnv = process.env[mirrorEnvName(name)];
-  if (fromEnv) return fromEnv;
-  const found = mirrorsFromAptSources(await readHostAptSources()).get(name);
-  if (!found) throw new Error(`no ${name} mirror in the host's apt sources; set ${mirrorEnvName(name)}`);
-  return found;
-}
 
 describe('loadIndexes against the real Debian mirror', () => {
   let store: string;

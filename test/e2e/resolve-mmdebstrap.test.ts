@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createContext } from '../../src/core/context.js';
 import { type DebSource, loadIndexes } from '../../src/distro/deb/repository.js';
 import type { RepoIndex } from '../../src/distro/deb/types.js';
-import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../src/recipe/apt-sources.js';
 import { resolve } from '../../src/resolve/index.js';
 import type { Variant } from '../../src/resolve/types.js';
+import { mirror } from '../helpers/mirror.js';
 
 /**
  * The resolver's acceptance test: for each variant, our package set over the indexes
@@ -57,14 +57,6 @@ interface MmdebstrapResult {
   /** sha256 of each InRelease apt used (root mode only). */
   inReleaseDigests: string[];
   seconds: number;
-}
-
-async function mirror(name: string): Promise<string> {
-  const fromEnv = process.env[mirrorEnvName(name)];
-  if (fromEnv) return fromEnv;
-  const found = mirrorsFromAptSources(await readHostAptSources()).get(name);
-  if (!found) throw new Error(`no ${name} mirror in the host's apt sources; set ${mirrorEnvName(name)}`);
-  return found;
 }
 
 function sourceLines(debian: string, security: string): string[] {

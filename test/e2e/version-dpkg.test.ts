@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parsePackagesIndex } from '../../src/distro/deb/packages-index.js';
 import type { BinaryPackage } from '../../src/distro/deb/types.js';
 import { compareVersions } from '../../src/distro/deb/version.js';
-import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../src/recipe/apt-sources.js';
+import { mirror } from '../helpers/mirror.js';
 
 /**
  * Acceptance test for `compareVersions`: every pair of real versions taken from bookworm's
@@ -21,16 +21,8 @@ import { mirrorEnvName, mirrorsFromAptSources, readHostAptSources } from '../../
 type Verdict = 'lt' | 'eq' | 'gt';
 type Pair = readonly [string, string];
 
-async function debianMirror(): Promise<string> {
-  const fromEnv = process.env[mirrorEnvName('debian')];
-  if (fromEnv) return fromEnv.replace(/\/+$/, '');
-  const found = mirrorsFromAptSources(await readHostAptSources()).get('debian');
-  if (!found) throw new Error(`no debian mirror in the host's apt sources; set ${mirrorEnvName('debian')}`);
-  return found;
-}
-
 async function downloadPackagesIndex(): Promise<string> {
-  const url = `${await debianMirror()}/dists/bookworm/main/binary-amd64/Packages.xz`;
+  const url = `${(await mirror('debian')).replace(/\/+$/, '')}/dists/bookworm/main/binary-amd64/Packages.xz`;
   const response = await request(url);
   if (response.statusCode !== 200) {
     await response.body.dump();
