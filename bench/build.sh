@@ -18,7 +18,7 @@ for tool in mmdebstrap debootstrap; do
 done
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
-work=$(mktemp -d /tmp/rootcast-bench-build.XXXXXX)
+work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/rootcast-bench-build.XXXXXX")
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 cp "$recipe" "$work/recipe.yaml"
 release=$(sed -n 's/^release: *//p' "$recipe" | tr -d '"')

@@ -1,7 +1,8 @@
 /*
  * The few Linux calls Node does not expose and rootcast needs to write and read a faithful
  * tree: mknod (device nodes, FIFOs) and the l*xattr family (security.capability and other
- * extended attributes, which never follow a final symlink); plus xz decoding with the system
+ * extended attributes, which never follow a final symlink); the ext4 "top directory" hint for
+ * staging directories (FS_IOC_SETFLAGS, `chattr +T`); plus xz decoding with the system
  * liblzma, which is ~1.5x faster than the pure-Rust decoder behind @napi-rs/lzma and streams
  * (the output goes to a callback in bounded chunks instead of one huge buffer). Every function is synchronous
  * and thin; a failure throws an Error whose `code` is the errno name (ENOENT, EPERM, ...)
@@ -9,13 +10,17 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 #include <lzma.h>
 #include <node_api.h>
 
@@ -217,6 +222,34 @@ static napi_value XzDecode(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * markTopDirectory(path) -> boolean: sets FS_TOPDIR_FL (`chattr +T`) on a directory, so that
+ * ext2/3/4's Orlov allocator spreads the directories created in it over block groups instead
+ * of packing them next to their parent. Best effort: false (never a throw) where the
+ * filesystem or the caller cannot set it; true when it is set.
+ */
+static napi_value MarkTopDirectory(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  char path[PATH_BUF];
+  if (!get_args(env, info, 1, argv) || !get_string(env, argv[0], path, sizeof path)) return NULL;
+  int ok = 0;
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+      if (flags & FS_TOPDIR_FL) {
+        ok = 1;
+      } else {
+        flags |= FS_TOPDIR_FL;
+        ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+      }
+    }
+    close(fd);
+  }
+  napi_get_boolean(env, ok, &result);
+  return result;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -224,6 +257,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"llistxattr", NULL, Llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lgetxattr", NULL, Lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"xzDecode", NULL, XzDecode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"markTopDirectory", NULL, MarkTopDirectory, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,7 +1,6 @@
 import { access, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { clampMtimes } from '../assemble/clamp-mtimes.js';
 import { cleanupTree } from '../assemble/cleanup.js';
 import { configurePackages } from '../assemble/configure.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
@@ -12,9 +11,9 @@ import { setupMergedUsr, unpackPackages } from '../assemble/unpack.js';
 import { canonicalJson } from '../core/canonical-json.js';
 import { type Context, createContext, storePaths } from '../core/context.js';
 import { sha256Digest, sha256Hex } from '../core/digest.js';
-import { inputError } from '../core/errors.js';
+import { inputError, isRootcastError } from '../core/errors.js';
 import { fetchPackages } from '../fetch/package-cache.js';
-import { type LockFile, serializeLock } from '../lock/lock-file.js';
+import { type LockFile, lockFileSchema, serializeLock } from '../lock/lock-file.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import { cleanStore } from '../store/clean.js';
 import { createStagingDir } from '../store/layers.js';
@@ -23,6 +22,7 @@ import { findByCacheKey } from '../store/template-query.js';
 import { commitTemplate } from '../store/templates.js';
 import { VERSION } from '../version.js';
 import { type LockOptions, lockedRecipe, repositoryBaseUris } from './lock.js';
+import { resolveLockIsolated } from './lock-worker.js';
 
 /**
  * `rootcast build`: recipe + lock + package cache → a committed template.
@@ -54,12 +54,13 @@ export interface BuildResult {
 }
 
 /** Bump when a change to assembly changes what a build produces from the same inputs. */
-const BUILD_FORMAT = 1;
+const BUILD_FORMAT = 2;
 
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
   const ctx = createContext(options);
-  const { loaded, lock } = await lockedRecipe(recipePath, options);
+  const { loaded, lockText } = await lockedRecipeText(recipePath, options);
+  const lock: LockFile = lockFileSchema.parse(JSON.parse(lockText));
   const { recipe } = loaded;
   if (recipe.from) {
     throw inputError(
@@ -68,7 +69,6 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       'Remove `from:` and build the base recipe on its own for now.',
     );
   }
-  const lockText = serializeLock(lock);
   const epoch = options.sourceDateEpoch ?? newestReleaseEpoch(lock);
   const templatesDir = await findTemplatesDir(loaded.path);
   const cacheKey = await buildCacheKey(loaded, lockText, epoch, templatesDir, options.compressionLevel);
@@ -76,7 +76,6 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   if (!options.rebuild) {
     const existing = await findByCacheKey(ctx.store, cacheKey, `${recipe.name}:${recipe.version}`);
     if (existing && existing.ref === `${recipe.name}:${recipe.version}`) {
-      ctx.reporter.log('info', `${existing.ref} is up to date (${existing.manifestDigest})`);
       return resultOf(existing.ref, existing.manifestDigest, existing.layers, true, lock, started, {});
     }
   }
@@ -108,9 +107,10 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       arch: p.arch,
       file: storePaths.packageFile(ctx.store, p.sha256),
     }));
-    const unpacked = await phase('unpack', () =>
-      unpackPackages(files, tree, { reporter: ctx.reporter, concurrency: Math.max(2, ctx.concurrency) }),
-    );
+    // One worker per CPU (the unpacker's default), not the network concurrency: unpacking is
+    // CPU-bound (xz) and every extra worker is another heap and more contention on the
+    // file system's directory locks.
+    const unpacked = await phase('unpack', () => unpackPackages(files, tree, { reporter: ctx.reporter }));
     await phase('register', () => registerUnpacked(tree, unpacked, recipe.arch));
     const sandboxCtx = {
       reporter: ctx.reporter,
@@ -123,7 +123,6 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     );
     await phase('steps', () => runRecipeSteps(tree, recipe.steps, sandboxCtx));
     await phase('cleanup', () => cleanupTree(tree));
-    await phase('clamp', () => clampMtimes(tree, epoch));
     const committed = await phase('commit', () =>
       commitTemplate({
         store: ctx.store,
@@ -131,6 +130,8 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         version: recipe.version,
         tree,
         sourceDateEpoch: epoch,
+        // SOURCE_DATE_EPOCH is applied to the tree while it is archived: one walk, not two.
+        clampTree: true,
         arch: recipe.arch,
         lock: lockText,
         recipeDigest: loaded.digest,
@@ -140,13 +141,36 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         ...(options.compressionLevel !== undefined ? { compressionLevel: options.compressionLevel } : {}),
       }),
     );
-    ctx.reporter.log('info', `${committed.ref} ${committed.manifestDigest}`);
     return resultOf(committed.ref, committed.manifestDigest, committed.layers, false, lock, started, phases);
   } finally {
     if (staging) await rm(staging, { recursive: true, force: true });
     await buildLock.release();
   }
 }
+
+/**
+ * The recipe and its lock as text, resolving the lock first (in a worker, see
+ * lock-worker.ts) when it is missing or stale. The build keeps only the text and a copy
+ * parsed from it: a freshly resolved lock's strings are slices of the indexes' text.
+ */
+async function lockedRecipeText(
+  recipePath: string,
+  options: BuildOptions,
+): Promise<{ loaded: LoadedRecipe; lockText: string }> {
+  try {
+    const { loaded, lock } = await lockedRecipe(recipePath, { ...options, frozen: true });
+    return { loaded, lockText: serializeLock(lock) };
+  } catch (error) {
+    if (options.frozen || !isRootcastError(error) || !LOCK_NEEDS_RESOLVING.has(error.code)) throw error;
+  }
+  // Resolving reads every index; in a worker, that memory is gone before assembly starts.
+  await resolveLockIsolated(recipePath, options);
+  const { loaded, lock } = await lockedRecipe(recipePath, { ...options, frozen: true });
+  return { loaded, lockText: serializeLock(lock) };
+}
+
+/** What `lockedRecipe` under `frozen` throws when the lock must be (re)made. */
+const LOCK_NEEDS_RESOLVING = new Set(['LOCK_MISSING', 'LOCK_STALE']);
 
 async function fetchLocked(loaded: LoadedRecipe, lock: LockFile, ctx: Context): Promise<void> {
   const bases = repositoryBaseUris(lock, loaded);

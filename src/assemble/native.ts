@@ -4,8 +4,9 @@ import { RootcastError } from '../core/errors.js';
 
 /**
  * The Linux calls Node lacks, from the small node-api addon in `native/` (built by the
- * package's `install` script with node-gyp): device nodes and FIFOs (`mknod`) and extended
- * attributes that never follow a final symlink (`lsetxattr`, `llistxattr`, `lgetxattr`).
+ * package's `install` script with node-gyp): device nodes and FIFOs (`mknod`), extended
+ * attributes that never follow a final symlink (`lsetxattr`, `llistxattr`, `lgetxattr`),
+ * streaming xz decoding and the ext4 top-directory hint (`markTopDirectory`).
  *
  * The addon is loaded on first use and cached for the life of the process (or worker). When
  * it was not built, `nativeCalls()` throws `NATIVE_ADDON_MISSING`: the caller only needs it
@@ -24,6 +25,12 @@ export interface NativeCalls {
    * callback must consume `chunk.subarray(0, bytes)` before returning. Throws code `EXZ`.
    */
   xzDecode(input: Buffer, chunk: Buffer, onChunk: (bytes: number) => void): void;
+  /**
+   * Sets the directory's "top of a hierarchy" flag (`chattr +T`, FS_TOPDIR_FL), the hint that
+   * makes ext2/3/4 place each directory created in it in a fresh block group. Best effort:
+   * false where it cannot be set (another filesystem, no permission), never throws.
+   */
+  markTopDirectory(path: string): boolean;
 }
 
 // src/assemble and dist/assemble are both two levels below the package root.

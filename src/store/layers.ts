@@ -1,5 +1,6 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { fsyncDirectory } from '../core/atomic.js';
 import { RootcastError } from '../core/errors.js';
 import { storeLayout, temporaryName } from './paths.js';
@@ -18,10 +19,22 @@ import { storeLayout, temporaryName } from './paths.js';
  * chmod: its modes are part of the layer). Only gc removes it, when no template uses it.
  */
 
-/** A fresh, empty directory under `<store>/tmp/` owned by this process. */
+/**
+ * A fresh, empty directory under `<store>/tmp/` owned by this process.
+ *
+ * `tmp/` is marked as a top directory for ext4's allocator (`chattr +T`, best effort): each
+ * staging tree then starts in a block group of its own instead of next to `tmp/`, whose
+ * groups are full of the inodes of trees just removed (every `--rebuild` of an unchanged
+ * layer drops ~10k files there). Without the mark, creating files in such a group was ~30
+ * times slower on ext4 (8,000 files: 2 s instead of 0.05 s); with it, it is as fast as in a
+ * fresh directory. Elsewhere the mark is ignored; it changes nothing in the trees.
+ */
 export async function createStagingDir(store: string): Promise<string> {
-  const dir = join(storeLayout.tmp(store), temporaryName());
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const tmp = storeLayout.tmp(store);
+  await mkdir(tmp, { recursive: true, mode: 0o755 });
+  if (hasNativeCalls()) nativeCalls().markTopDirectory(tmp);
+  const dir = join(tmp, temporaryName());
+  await mkdir(dir, { mode: 0o755 });
   return dir;
 }
 

@@ -2,6 +2,7 @@ import {
   type BigIntStats,
   closeSync,
   lstatSync,
+  lutimesSync,
   openSync,
   readdirSync,
   readlinkSync,
@@ -44,6 +45,13 @@ export interface TarTreeOptions {
   reporter?: Reporter;
   /** Overrides the xattr mechanism (tests); default: `openXattrReader`'s choice. */
   xattrSource?: XattrSource;
+  /**
+   * Also clamp the tree on disk, in the same walk: every entry (the root, and sockets that
+   * are not archived, included) whose mtime is later than the epoch gets mtime and atime set
+   * to it, never following symlinks — what `clampMtimes` does, without a second walk. For a
+   * tree that becomes an unpacked layer, so that it matches its tar.
+   */
+  clampOnDisk?: boolean;
 }
 
 /** Counters filled in while the archive streams; complete once it has ended. */
@@ -155,6 +163,8 @@ class Chunker {
 interface WalkState {
   root: string;
   epoch: number;
+  /** `epoch` in nanoseconds when the tree is clamped on disk as it is walked. */
+  clampNs: bigint | undefined;
   xattrs: XattrReader;
   links: Map<string, string>;
   out: Chunker;
@@ -225,6 +235,8 @@ async function* walk(dirRel: string, state: WalkState): AsyncGenerator<Buffer> {
     let st: BigIntStats;
     try {
       st = lstatSync(abs, { bigint: true });
+      if (state.clampNs !== undefined && st.mtimeNs > state.clampNs)
+        lutimesSync(abs, state.epoch, state.epoch);
       entry = entryFor(rel, st, state);
       if (entry?.type === 'symlink') entry.linkname = readLinkUtf8(abs);
       if (entry) {
@@ -289,15 +301,17 @@ export function tarTree(
   const stats: TarTreeStats = { entries: 0, contentBytes: 0, skipped: [] };
   const absRoot = resolve(root);
   async function* generate(): AsyncGenerator<Buffer> {
-    const rootStat = await lstat(absRoot).catch((error: unknown) => {
+    const rootStat = await lstat(absRoot, { bigint: true }).catch((error: unknown) => {
       throw readFailed(absRoot, error);
     });
     if (!rootStat.isDirectory()) throw readFailed(absRoot, new Error('not a directory'));
+    const clampNs = options.clampOnDisk ? BigInt(options.sourceDateEpoch) * 1_000_000_000n : undefined;
     const xattrs = await openXattrReader(absRoot, options.xattrSource);
     stats.xattrSource = xattrs.source;
     const state: WalkState = {
       root: absRoot,
       epoch: options.sourceDateEpoch,
+      clampNs,
       xattrs: xattrs.read,
       links: new Map(),
       out: new Chunker(),
@@ -305,6 +319,11 @@ export function tarTree(
       reporter: options.reporter,
     };
     yield* walk('', state);
+    // Last, like clampMtimes: nothing the walk does changes a directory's own times, but a
+    // clamped root is then final.
+    if (clampNs !== undefined && rootStat.mtimeNs > clampNs) {
+      lutimesSync(absRoot, options.sourceDateEpoch, options.sourceDateEpoch);
+    }
     state.out.push(END_OF_ARCHIVE);
     yield* state.out.take();
     const rest = state.out.rest();

@@ -44,6 +44,12 @@ export interface CommitTemplateOptions {
   tree: string;
   /** SOURCE_DATE_EPOCH in seconds: mtimes are clamped to it and it is the `created` date. */
   sourceDateEpoch: number;
+  /**
+   * Clamp the tree's mtimes on disk too, while archiving it (see `TarTreeOptions.clampOnDisk`),
+   * so the unpacked layer matches its tar; a caller that already ran `clampMtimes` can leave
+   * it off. The tar is clamped either way.
+   */
+  clampTree?: boolean;
   /** Debian architecture (`amd64`, `arm64`, `armhf`, …); mapped to the OCI platform. */
   arch: string;
   /** The lock file's text, stored verbatim as a blob. */
@@ -206,10 +212,12 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
 
   const { stream, stats } = tarTree(options.tree, {
     sourceDateEpoch: options.sourceDateEpoch,
+    ...(options.clampTree ? { clampOnDisk: true } : {}),
     ...(options.reporter ? { reporter: options.reporter } : {}),
   });
   const layerBlob = await compressToBlob(stream, blobs, {
     level,
+    transferChunks: true,
     ...(options.reporter ? { reporter: options.reporter } : {}),
     afterFirstWrite: () => phase('layer-ingesting'),
   });

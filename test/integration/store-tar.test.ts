@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { lstat, lutimes, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +138,31 @@ describe('deterministic tar of a tree', () => {
     execFileSync('chmod', ['0700', join(root, 'etc/hostname')]);
     const after = await tarBytes(root);
     expect(sha256Hex(after.bytes)).not.toBe(sha256Hex(before.bytes));
+  });
+
+  it('clamps the tree on disk while archiving it, when asked, to what the tar says', async () => {
+    const root = join(dir, 'clamped');
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc', 'new'), 'new\n');
+    await writeFile(join(root, 'etc', 'old'), 'old\n');
+    await symlink('/nowhere', join(root, 'etc', 'link'));
+    const future = FIXTURE_EPOCH + 86_400;
+    await utimes(join(root, 'etc', 'new'), future, future);
+    await utimes(join(root, 'etc', 'old'), OLD_MTIME, OLD_MTIME);
+    await lutimes(join(root, 'etc', 'link'), future, future);
+    await utimes(join(root, 'etc'), future, future);
+    await utimes(root, future, future);
+    const plain = await tarBytes(root);
+    // Without the option the tree is left alone.
+    expect((await lstat(join(root, 'etc', 'new'))).mtimeMs / 1000).toBe(future);
+    const clamped = await tarBytes(root, { clampOnDisk: true });
+    expect(clamped.bytes.equals(plain.bytes)).toBe(true);
+    const seconds = async (path: string) => Math.floor((await lstat(path)).mtimeMs / 1000);
+    expect(await seconds(join(root, 'etc', 'new'))).toBe(FIXTURE_EPOCH);
+    expect(await seconds(join(root, 'etc', 'link'))).toBe(FIXTURE_EPOCH);
+    expect(await seconds(join(root, 'etc'))).toBe(FIXTURE_EPOCH);
+    expect(await seconds(root)).toBe(FIXTURE_EPOCH);
+    expect(await seconds(join(root, 'etc', 'old'))).toBe(OLD_MTIME);
   });
 
   it('skips sockets with a warning', async () => {
