@@ -8,13 +8,15 @@ import { applyRecipeFiles } from '../assemble/recipe-files.js';
 import { runRecipeSteps } from '../assemble/recipe-steps.js';
 import { setupTreeSkeleton } from '../assemble/skeleton.js';
 import { setupMergedUsr, unpackPackages } from '../assemble/unpack.js';
-import { canonicalJson } from '../core/canonical-json.js';
+import { canonicalJson, canonicalJsonPretty } from '../core/canonical-json.js';
 import { type Context, createContext, storePaths } from '../core/context.js';
 import { sha256Digest, sha256Hex } from '../core/digest.js';
 import { inputError, isRootcastError } from '../core/errors.js';
 import { fetchPackages } from '../fetch/package-cache.js';
 import { type LockFile, lockFileSchema, serializeLock } from '../lock/lock-file.js';
 import type { LoadedRecipe } from '../recipe/types.js';
+import { collectInstalledPackages } from '../sbom/collect.js';
+import { spdxDocument } from '../sbom/spdx.js';
 import { cleanStore } from '../store/clean.js';
 import { createStagingDir } from '../store/layers.js';
 import { acquireLock, buildLockPath } from '../store/lock.js';
@@ -54,7 +56,7 @@ export interface BuildResult {
 }
 
 /** Bump when a change to assembly changes what a build produces from the same inputs. */
-const BUILD_FORMAT = 2;
+const BUILD_FORMAT = 3;
 
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
@@ -123,6 +125,19 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     );
     await phase('steps', () => runRecipeSteps(tree, recipe.steps, sandboxCtx));
     await phase('cleanup', () => cleanupTree(tree));
+    const sbom = await phase('sbom', async () =>
+      canonicalJsonPretty(
+        spdxDocument({
+          name: recipe.name,
+          version: recipe.version,
+          distro: recipe.distro,
+          release: recipe.release,
+          epoch,
+          namespaceDigest: cacheKey,
+          packages: await collectInstalledPackages(tree),
+        }),
+      ),
+    );
     const committed = await phase('commit', () =>
       commitTemplate({
         store: ctx.store,
@@ -134,6 +149,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         clampTree: true,
         arch: recipe.arch,
         lock: lockText,
+        sbom,
         recipeDigest: loaded.digest,
         cacheKey,
         replace: true,

@@ -5,7 +5,7 @@ import { inputError } from '../core/errors.js';
 import { lockFileSchema } from '../lock/lock-file.js';
 import { exportTemplateTar } from '../store/export-tar.js';
 import { ANNOTATION } from '../store/oci.js';
-import { readTemplate, readTemplateLock } from '../store/template-query.js';
+import { readTemplate, readTemplateLock, readTemplateSbom } from '../store/template-query.js';
 
 /** What `rootcast inspect` shows: everything a person or a script asks of a template. */
 export interface TemplateInfo {
@@ -48,6 +48,12 @@ export async function inspectTemplate(ref: string, options: ContextOptions = {})
     packages: lock.packages.map((p) => ({ name: p.name, version: p.version, arch: p.arch })),
     ...(details.cacheKey ? { cacheKey: details.cacheKey } : {}),
   };
+}
+
+/** The template's SPDX 2.3 document, as stored (verified against its digest). */
+export async function templateSbom(ref: string, options: ContextOptions = {}): Promise<unknown> {
+  const { store } = createContext(options);
+  return JSON.parse(await readTemplateSbom(store, ref)) as unknown;
 }
 
 export const EXPORT_FORMATS = ['tar'] as const;

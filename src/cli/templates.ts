@@ -24,9 +24,15 @@ export function registerTemplateVerbs(program: Command, setExit: (code: number) 
     program.command('inspect').description('show a template: digest, layers, sizes, packages, recipe'),
   )
     .argument('<template>', 'name:version or sha256:digest')
+    .option('--sbom', "print the template's SPDX 2.3 SBOM (JSON)")
     .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
-    .action(async (ref: string, flags: RecipeFlags) => {
+    .action(async (ref: string, flags: RecipeFlags & { sbom?: boolean }) => {
       await runVerb(flags, setExit, async (options) => {
+        if (flags.sbom) {
+          const { templateSbom } = await import('../api/inspect.js');
+          printJson(await templateSbom(ref, options));
+          return;
+        }
         const { inspectTemplate } = await import('../api/inspect.js');
         const info = await inspectTemplate(ref, options);
         if (flags.json) {

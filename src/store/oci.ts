@@ -28,6 +28,8 @@ export const ANNOTATION = {
   recipeDigest: 'org.rootcast.recipe-digest',
   /** Digest of the lock blob (media type `MEDIA_TYPE_LOCK`) this template was built from. */
   lock: 'org.rootcast.lock',
+  /** Digest of the SPDX 2.3 JSON blob (media type `application/spdx+json`) describing the template. */
+  sbom: 'org.rootcast.sbom',
   name: 'org.rootcast.name',
 } as const;
 

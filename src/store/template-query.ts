@@ -152,6 +152,7 @@ export interface TemplateDetails extends ResolvedTemplate {
   layers: TemplateLayer[];
   cacheKey?: string;
   lockDigest?: string;
+  sbomDigest?: string;
 }
 
 function manifestInvalid(digest: string, what: string, cause?: unknown): RootcastError {
@@ -200,6 +201,7 @@ export async function readTemplate(store: string, ref: string): Promise<Template
   const annotations = manifest.annotations ?? {};
   const cacheKey = annotations[ANNOTATION.cacheKey];
   const lockDigest = annotations[ANNOTATION.lock];
+  const sbomDigest = annotations[ANNOTATION.sbom];
   const tag = ref.startsWith('sha256:') ? resolved.entries[0]?.ref : ref;
   return {
     ...resolved,
@@ -211,6 +213,7 @@ export async function readTemplate(store: string, ref: string): Promise<Template
     layers,
     ...(cacheKey ? { cacheKey } : {}),
     ...(lockDigest ? { lockDigest } : {}),
+    ...(sbomDigest ? { sbomDigest } : {}),
   };
 }
 
@@ -253,8 +256,22 @@ export async function findByCacheKey(
     const complete = await Promise.all([
       ...details.layers.map(async (l) => l.unpacked && (await blobs.has(l.digest))),
       details.lockDigest ? blobs.has(details.lockDigest) : Promise.resolve(true),
+      details.sbomDigest ? blobs.has(details.sbomDigest) : Promise.resolve(true),
     ]);
     if (complete.every(Boolean)) return details;
   }
   return undefined;
+}
+
+/** The SPDX 2.3 JSON text of a template, verified against its digest. */
+export async function readTemplateSbom(store: string, ref: string): Promise<string> {
+  const details = await readTemplate(store, ref);
+  if (!details.sbomDigest) {
+    throw new RootcastError({
+      code: 'TEMPLATE_SBOM_MISSING',
+      message: `template ${ref} carries no SBOM`,
+      hint: 'It was built by an older rootcast; rebuild it with `rootcast build --rebuild`.',
+    });
+  }
+  return (await openBlobStore(store).read(details.sbomDigest)).toString('utf8');
 }

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { canonicalJson } from '../core/canonical-json.js';
 import { RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
+import { SPDX_MEDIA_TYPE } from '../sbom/spdx.js';
 import { openBlobStore } from './blob-store.js';
 import { compressToBlob, DEFAULT_COMPRESSION_LEVEL, validateCompressionLevel } from './compress.js';
 import { placeLayerTree } from './layers.js';
@@ -54,6 +55,8 @@ export interface CommitTemplateOptions {
   arch: string;
   /** The lock file's text, stored verbatim as a blob. */
   lock: string;
+  /** The SPDX 2.3 JSON text describing the tree, stored as a blob when given. */
+  sbom?: string;
   recipeDigest: string;
   cacheKey: string;
   compressionLevel?: number;
@@ -137,6 +140,7 @@ export function buildManifest(options: {
   cacheKey: string;
   recipeDigest: string;
   lockDigest: string;
+  sbomDigest?: string;
 }): ImageManifest {
   return {
     schemaVersion: 2,
@@ -150,6 +154,7 @@ export function buildManifest(options: {
       [ANNOTATION.cacheKey]: options.cacheKey,
       [ANNOTATION.recipeDigest]: options.recipeDigest,
       [ANNOTATION.lock]: options.lockDigest,
+      ...(options.sbomDigest ? { [ANNOTATION.sbom]: options.sbomDigest } : {}),
     },
   };
 }
@@ -226,6 +231,10 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
   await phase('layer-placed');
 
   const lockDesc = await blobs.putBytes(Buffer.from(options.lock, 'utf8'), MEDIA_TYPE_LOCK);
+  const sbomDesc =
+    options.sbom === undefined
+      ? undefined
+      : await blobs.putBytes(Buffer.from(options.sbom, 'utf8'), SPDX_MEDIA_TYPE);
   const config = buildImageConfig({
     arch: options.arch,
     sourceDateEpoch: options.sourceDateEpoch,
@@ -249,6 +258,7 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
     cacheKey: options.cacheKey,
     recipeDigest: options.recipeDigest,
     lockDigest: lockDesc.digest,
+    ...(sbomDesc ? { sbomDigest: sbomDesc.digest } : {}),
   });
   const manifestDesc = await blobs.putBytes(Buffer.from(canonicalJson(manifest)), MEDIA_TYPE_MANIFEST);
   await phase('blobs-committed');

@@ -84,6 +84,20 @@ describe.each([
     expect(check.code, check.stderr).toBe(0);
   });
 
+  it('carries an SPDX SBOM listing exactly the packages dpkg-query lists', async () => {
+    const sbom = await runCli(['inspect', '--sbom', `${name}:1.0`, '--store', store]);
+    expect(sbom.code, sbom.stderr).toBe(0);
+    const doc = JSON.parse(sbom.stdout) as {
+      spdxVersion: string;
+      packages: { name: string; versionInfo: string }[];
+    };
+    expect(doc.spdxVersion).toBe('SPDX-2.3');
+    const format = '-f=$' + '{Package} $' + '{Version}\n';
+    const listed = await runInSandbox(tree, ['dpkg-query', '-W', format]);
+    const fromDpkg = listed.stdout.trim().split('\n').sort();
+    expect(doc.packages.map((p) => `${p.name} ${p.versionInfo}`).sort()).toEqual(fromDpkg);
+  });
+
   it('installs and runs hello from the network', async () => {
     const result = await runInSandbox(
       tree,
