@@ -20,6 +20,7 @@ import { spdxDocument } from '../sbom/spdx.js';
 import { cleanStore } from '../store/clean.js';
 import { createStagingDir } from '../store/layers.js';
 import { acquireLock, buildLockPath } from '../store/lock.js';
+import { storeLayout } from '../store/paths.js';
 import { findByCacheKey } from '../store/template-query.js';
 import { commitTemplate } from '../store/templates.js';
 import { VERSION } from '../version.js';
@@ -82,7 +83,13 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     }
   }
 
-  const buildLock = await acquireLock(buildLockPath(ctx.store, recipe.name));
+  // gc takes the gc lock exclusively: a build holds it shared so the two never interleave,
+  // even for a name that has never been built (whose build lock gc cannot know of).
+  const gcLock = await acquireLock(storeLayout.lock(ctx.store, 'gc'), { shared: true });
+  const buildLock = await acquireLock(buildLockPath(ctx.store, recipe.name)).catch(async (error: unknown) => {
+    await gcLock.release();
+    throw error;
+  });
   let staging: string | undefined;
   try {
     await cleanStore(ctx.store);
@@ -161,6 +168,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   } finally {
     if (staging) await rm(staging, { recursive: true, force: true });
     await buildLock.release();
+    await gcLock.release();
   }
 }
 

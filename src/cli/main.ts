@@ -4,6 +4,7 @@ import { VERSION } from '../version.js';
 import { registerBuild } from './build.js';
 import { registerFetch } from './fetch.js';
 import { registerLock } from './lock.js';
+import { registerMaintenanceVerbs } from './maintenance.js';
 import { reportError } from './output.js';
 import { registerSchema } from './schema.js';
 import { registerTemplateVerbs } from './templates.js';
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<number> {
   registerFetch(program, setExit);
   registerBuild(program, setExit);
   registerTemplateVerbs(program, setExit);
+  registerMaintenanceVerbs(program, setExit);
   registerSchema(program, setExit);
 
   try {
