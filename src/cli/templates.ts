@@ -7,8 +7,22 @@ import { formatBytes } from './terminal-reporter.js';
 export function registerTemplateVerbs(program: Command, setExit: (code: number) => void): void {
   addGlobalFlags(program.command('ls').description('list the templates in the store'))
     .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
-    .action(async (flags: RecipeFlags) => {
+    .option('--all', 'also list history entries (manifests a tag named before it moved)')
+    .action(async (flags: RecipeFlags & { all?: boolean }) => {
       await runVerb(flags, setExit, async (options) => {
+        if (flags.all) {
+          const { listAllTemplates } = await import('../api/tags.js');
+          const rows = await listAllTemplates(options);
+          if (flags.json) {
+            printJson(rows);
+            return;
+          }
+          for (const r of rows) {
+            const label = r.current ? r.template : `(${r.template})`;
+            process.stdout.write(`${label.padEnd(34)} ${r.digest} ${r.sequence}\n`);
+          }
+          return;
+        }
         const { listTemplates } = await import('../store/template-query.js');
         const { createContext } = await import('../core/context.js');
         const templates = await listTemplates(createContext(options).store);

@@ -31,6 +31,10 @@ export const ANNOTATION = {
   /** Digest of the SPDX 2.3 JSON blob (media type `application/spdx+json`) describing the template. */
   sbom: 'org.rootcast.sbom',
   name: 'org.rootcast.name',
+  /** On an untagged (history) index entry: the `name:version` tag that named this manifest. */
+  previousRef: 'org.rootcast.previous-ref',
+  /** Decimal order of index entries: max in the index + 1 at each tag or commit (no clocks). */
+  sequence: 'org.rootcast.sequence',
 } as const;
 
 export interface Descriptor {

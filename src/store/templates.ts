@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import { canonicalJson } from '../core/canonical-json.js';
-import { RootcastError } from '../core/errors.js';
+import { inputError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
 import { SPDX_MEDIA_TYPE } from '../sbom/spdx.js';
 import { openBlobStore } from './blob-store.js';
 import { compressToBlob, DEFAULT_COMPRESSION_LEVEL, validateCompressionLevel } from './compress.js';
+import { LATEST, nextSequence, tagInIndex, templateExists } from './history.js';
 import { placeLayerTree } from './layers.js';
 import { ensureLayout, updateIndex } from './layout.js';
 import {
@@ -60,8 +61,13 @@ export interface CommitTemplateOptions {
   recipeDigest: string;
   cacheKey: string;
   compressionLevel?: number;
-  /** Replace an existing `name:version` that points at a different manifest. */
+  /**
+   * Move an existing `name:version` that points at a different manifest. The manifest it named
+   * stays in the index as a history entry (addressable by digest, kept by gc).
+   */
   replace?: boolean;
+  /** Also point `name:latest` at the new manifest (moved without history). `rootcast build` sets it. */
+  latest?: boolean;
   reporter?: Reporter;
   /** Awaited at each step (tests kill the process there; front ends can show progress). */
   onPhase?: (phase: CommitPhase) => void | Promise<void>;
@@ -159,19 +165,10 @@ export function buildManifest(options: {
   };
 }
 
-function templateExists(ref: string, existing: string, digest: string): RootcastError {
-  return new RootcastError({
-    code: 'TEMPLATE_EXISTS',
-    message: `template ${ref} already exists as ${existing} (the new one would be ${digest})`,
-    hint: 'Templates are immutable: bump the recipe version, or pass --replace to retag.',
-    exitCode: 2,
-    details: { ref, existing, digest },
-  });
-}
-
 /**
- * Pure: `index` with `manifest` tagged `ref` (replacing that tag only if `replace`). Returns
- * the same object when the tag already names this manifest.
+ * Pure: `index` with `manifest` tagged `ref`, replacing that tag only if `replace`, and then
+ * without keeping the old manifest (`tagInIndex` in history.ts keeps it). Returns the same
+ * object when the tag already names this manifest.
  */
 export function withTag(
   index: ImageIndex,
@@ -180,24 +177,26 @@ export function withTag(
   extra: Record<string, string>,
   replace: boolean,
 ): ImageIndex {
-  const current = index.manifests.find((d) => d.annotations?.[ANNOTATION.refName] === ref);
-  if (current?.digest === manifest.digest) return index;
-  if (current && !replace) throw templateExists(ref, current.digest, manifest.digest);
-  const entry: Descriptor = {
-    mediaType: MEDIA_TYPE_MANIFEST,
-    digest: manifest.digest,
-    size: manifest.size,
-    annotations: { ...extra, [ANNOTATION.refName]: ref },
-  };
-  const key = (d: Descriptor) => `${d.annotations?.[ANNOTATION.refName] ?? ''}\0${d.digest}`;
-  const manifests = [...index.manifests.filter((d) => d !== current), entry].sort((a, b) =>
-    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0,
-  );
-  return { ...index, manifests };
+  return tagInIndex(index, ref, manifest, extra, { replace, keepHistory: false });
+}
+
+/**
+ * `latest` is the pointer commits move (see `CommitTemplateOptions.latest`), so no build may
+ * claim it as its version. Throws `TEMPLATE_VERSION_RESERVED` (exit 2).
+ */
+export function validateCommitVersion(version: string): void {
+  if (version === LATEST) {
+    throw inputError(
+      'TEMPLATE_VERSION_RESERVED',
+      'a template cannot be built as version "latest"',
+      '"latest" always names the newest build of a name: give the recipe a real version.',
+    );
+  }
 }
 
 export async function commitTemplate(options: CommitTemplateOptions): Promise<CommitTemplateResult> {
   validateTemplateName(options.name, options.version);
+  validateCommitVersion(options.version);
   const level = validateCompressionLevel(options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL);
   const store = resolve(options.store);
   const ref = `${options.name}:${options.version}`;
@@ -264,16 +263,24 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
   await phase('blobs-committed');
 
   const platform = ociPlatformForDebianArch(options.arch);
+  const extra = { [ANNOTATION.cacheKey]: options.cacheKey, [ANNOTATION.name]: options.name };
   await updateIndex(
     store,
-    (index) =>
-      withTag(
-        index,
-        ref,
-        { ...manifestDesc, platform },
-        { [ANNOTATION.cacheKey]: options.cacheKey, [ANNOTATION.name]: options.name },
-        options.replace ?? false,
-      ),
+    (index) => {
+      // The tag and `latest` move in one index write, under one sequence number.
+      const sequence = nextSequence(index);
+      const tagged = tagInIndex(index, ref, { ...manifestDesc, platform }, extra, {
+        replace: options.replace ?? false,
+        keepHistory: true,
+        sequence,
+      });
+      if (!options.latest) return tagged;
+      return tagInIndex(tagged, `${options.name}:${LATEST}`, manifestDesc, extra, {
+        replace: true,
+        keepHistory: false,
+        sequence,
+      });
+    },
     () => phase('index-locked'),
   );
   await phase('done');
@@ -300,7 +307,8 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
 
 /**
  * Tags an existing manifest `name:version` (a build-cache hit under another name, or a retag).
- * The manifest must be in the store.
+ * The manifest must be in the store. A moved tag keeps its old manifest as a history entry
+ * (except `latest`). Returns the digest the tag named before, when it moved.
  */
 export async function tagTemplate(
   store: string,
@@ -308,7 +316,7 @@ export async function tagTemplate(
   name: string,
   version: string,
   options: { replace?: boolean; cacheKey?: string } = {},
-): Promise<void> {
+): Promise<{ previous?: string }> {
   validateTemplateName(name, version);
   const size = await openBlobStore(store).size(manifestDigest);
   if (size === undefined) {
@@ -321,13 +329,22 @@ export async function tagTemplate(
   await ensureLayout(store);
   const extra: Record<string, string> = { [ANNOTATION.name]: name };
   if (options.cacheKey) extra[ANNOTATION.cacheKey] = options.cacheKey;
-  await updateIndex(store, (index) =>
-    withTag(
+  const ref = `${name}:${version}`;
+  let previous: string | undefined;
+  await updateIndex(store, (index) => {
+    const current = index.manifests.find((d) => d.annotations?.[ANNOTATION.refName] === ref);
+    const next = tagInIndex(
       index,
-      `${name}:${version}`,
+      ref,
       { mediaType: MEDIA_TYPE_MANIFEST, digest: manifestDigest, size },
       extra,
-      options.replace ?? false,
-    ),
-  );
+      {
+        replace: options.replace ?? false,
+        keepHistory: true,
+      },
+    );
+    previous = next !== index ? current?.digest : undefined;
+    return next;
+  });
+  return previous ? { previous } : {};
 }

@@ -59,7 +59,10 @@ describe.each([
       template: string;
       digest: string;
     }[];
-    expect(ls).toEqual([{ template: `${name}:1.0`, digest: built.digest }]);
+    expect(ls).toEqual([
+      { template: `${name}:1.0`, digest: built.digest },
+      { template: `${name}:latest`, digest: built.digest },
+    ]);
     const inspect = JSON.parse(
       (await runCli(['inspect', `${name}:1.0`, '--store', store, '--json'])).stdout,
     ) as {

@@ -1,0 +1,87 @@
+import { type ContextOptions, createContext } from '../core/context.js';
+import { inputError } from '../core/errors.js';
+import {
+  type HistoryItem,
+  listIndexEntries,
+  type RemoveResult,
+  readTemplateHistory,
+  removeTemplate as removeFromIndex,
+} from '../store/history.js';
+import { parseTemplateRef, readTemplate } from '../store/template-query.js';
+import { tagTemplate as tagInStore } from '../store/templates.js';
+
+/**
+ * Versions of templates: `ls --all`, `history`, `tag` and `rmi`. Reads take no lock; `tag`
+ * and `rmi` rewrite `index.json` through `updateIndex` (atomic, under the store lock). `rmi`
+ * only drops index entries: the blobs stay until `rootcast gc`.
+ */
+
+/** A row of `rootcast ls --all`: a tag, or a history entry (the tag it held before). */
+export interface IndexRow {
+  /** `name:version` of a tag; for a history entry the tag it held. */
+  template: string;
+  digest: string;
+  sequence: number;
+  /** False for history entries. */
+  current: boolean;
+}
+
+export async function listAllTemplates(options: ContextOptions = {}): Promise<IndexRow[]> {
+  const { store } = createContext(options);
+  return (await listIndexEntries(store)).map((e) => ({
+    template: e.ref ?? e.previousRef ?? '',
+    digest: e.digest,
+    sequence: e.sequence,
+    current: e.current,
+  }));
+}
+
+/** Every manifest `name`'s tags have named, newest first. */
+export async function templateHistory(name: string, options: ContextOptions = {}): Promise<HistoryItem[]> {
+  const { store } = createContext(options);
+  return readTemplateHistory(store, name);
+}
+
+export interface TagResult {
+  template: string;
+  digest: string;
+  /** The manifest `template` named before it moved (kept as a history entry). */
+  previous?: string;
+}
+
+/**
+ * `rootcast tag SRC DST`: SRC is `name:version` or a digest (history entries included), DST a
+ * `name:version`. An existing DST naming another manifest is `TEMPLATE_EXISTS` unless `force`.
+ */
+export async function tagTemplate(
+  source: string,
+  target: string,
+  flags: { force?: boolean } = {},
+  options: ContextOptions = {},
+): Promise<TagResult> {
+  const { store } = createContext(options);
+  const dst = parseTemplateRef(target);
+  if (dst.kind !== 'tag') {
+    throw inputError(
+      'TEMPLATE_REF_INVALID',
+      `${target} is a digest, not a tag`,
+      'Name the new tag as name:version.',
+    );
+  }
+  const details = await readTemplate(store, source);
+  const moved = await tagInStore(store, details.manifestDigest, dst.name, dst.version, {
+    replace: Boolean(flags.force),
+    ...(details.cacheKey ? { cacheKey: details.cacheKey } : {}),
+  });
+  return {
+    template: target,
+    digest: details.manifestDigest,
+    ...(moved.previous ? { previous: moved.previous } : {}),
+  };
+}
+
+/** `rootcast rmi TEMPLATE`: see `withoutTemplate` in store/history.ts. */
+export async function removeTemplate(ref: string, options: ContextOptions = {}): Promise<RemoveResult> {
+  const { store } = createContext(options);
+  return removeFromIndex(store, parseTemplateRef(ref));
+}

@@ -1,0 +1,230 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { listAllTemplates, removeTemplate, tagTemplate, templateHistory } from '../../src/api/tags.js';
+import { createStagingDir } from '../../src/store/layers.js';
+import { readIndex } from '../../src/store/layout.js';
+import { ANNOTATION } from '../../src/store/oci.js';
+import { listTemplates, readTemplate, resolveTemplate } from '../../src/store/template-query.js';
+import { type CommitTemplateResult, commitTemplate } from '../../src/store/templates.js';
+
+const EPOCH = 1_700_000_000;
+const KEY = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+
+describe('template versions: history, latest, tag, rmi', () => {
+  let dir: string;
+  let store: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rootcast-'));
+    store = join(dir, 'store');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Commits a one-file tree whose content is `content`, moving the tag (as `rootcast build` does). */
+  async function commit(
+    name: string,
+    version: string,
+    content: string,
+    extra: { replace?: boolean; latest?: boolean } = { replace: true, latest: true },
+  ): Promise<CommitTemplateResult> {
+    const tree = await createStagingDir(store);
+    await writeFile(join(tree, 'content'), content);
+    return commitTemplate({
+      store,
+      name,
+      version,
+      tree,
+      sourceDateEpoch: EPOCH,
+      arch: 'amd64',
+      lock: `{"content":${JSON.stringify(content)}}\n`,
+      recipeDigest: KEY(1),
+      cacheKey: KEY(content.length % 9),
+      ...extra,
+    });
+  }
+
+  it('keeps the previous manifest of a rebuilt tag addressable and in history, newest first', async () => {
+    const one = await commit('web', '1.0', 'a');
+    const two = await commit('web', '1.0', 'bb');
+    const three = await commit('web', '1.0', 'ccc');
+    expect(new Set([one, two, three].map((c) => c.manifestDigest)).size).toBe(3);
+
+    // Only tags are templates; the old manifests resolve and read by digest.
+    expect((await listTemplates(store)).map((t) => [t.ref, t.manifestDigest])).toEqual([
+      ['web:1.0', three.manifestDigest],
+      ['web:latest', three.manifestDigest],
+    ]);
+    const old = await readTemplate(store, one.manifestDigest);
+    expect(old.manifestDigest).toBe(one.manifestDigest);
+    expect(old.entries).toEqual([]);
+    expect((await resolveTemplate(store, two.manifestDigest)).manifestDigest).toBe(two.manifestDigest);
+
+    const history = await templateHistory('web', { store });
+    expect(history.map((h) => [h.digest, h.current, h.tags, h.previousTags])).toEqual([
+      [three.manifestDigest, true, ['web:1.0', 'web:latest'], []],
+      [two.manifestDigest, false, [], ['web:1.0']],
+      [one.manifestDigest, false, [], ['web:1.0']],
+    ]);
+    expect(history.map((h) => h.sequence)).toEqual([3, 2, 1]);
+
+    const index = await readIndex(store);
+    const untagged = index.manifests.filter((d) => !d.annotations?.[ANNOTATION.refName]);
+    const history1 = expect.objectContaining({
+      [ANNOTATION.previousRef]: 'web:1.0',
+      [ANNOTATION.name]: 'web',
+    });
+    expect(untagged.map((d) => d.annotations)).toEqual([history1, history1]);
+    expect(untagged.map((d) => d.annotations?.[ANNOTATION.cacheKey]).sort()).toEqual([KEY(1), KEY(2)]);
+    expect(untagged.map((d) => d.annotations?.[ANNOTATION.sequence]).sort()).toEqual(['1', '2']);
+
+    const all = await listAllTemplates({ store });
+    expect(all.map((r) => [r.template, r.current, r.sequence])).toEqual([
+      ['web:1.0', true, 3],
+      ['web:1.0', false, 2],
+      ['web:1.0', false, 1],
+      ['web:latest', true, 3],
+    ]);
+    await expect(templateHistory('nothing', { store })).rejects.toMatchObject({ code: 'TEMPLATE_NOT_FOUND' });
+  });
+
+  it('moves a tag back to an old manifest without duplicating history, and writes the same bytes', async () => {
+    const a = await commit('web', '1.0', 'a');
+    const b = await commit('web', '1.0', 'bb');
+    await commit('web', '1.0', 'a');
+    const history = await templateHistory('web', { store });
+    expect(history.map((h) => [h.digest, h.current])).toEqual([
+      [a.manifestDigest, true],
+      [b.manifestDigest, false],
+    ]);
+    // The index is canonical: sorted entries, no clock anywhere.
+    const index = await readIndex(store);
+    const refs = index.manifests.map((d) => d.annotations?.[ANNOTATION.refName] ?? '');
+    expect(refs).toEqual([...refs].sort());
+  });
+
+  it('points latest at the newest commit of any version, without history for latest', async () => {
+    const one = await commit('web', '1.0', 'a');
+    const two = await commit('web', '2.0', 'bb');
+    expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(two.manifestDigest);
+    const three = await commit('web', '1.0', 'ccc');
+    expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(three.manifestDigest);
+    const index = await readIndex(store);
+    expect(index.manifests.filter((d) => d.annotations?.[ANNOTATION.previousRef] === 'web:latest')).toEqual(
+      [],
+    );
+    expect((await templateHistory('web', { store })).map((h) => h.digest)).toEqual([
+      three.manifestDigest,
+      two.manifestDigest,
+      one.manifestDigest,
+    ]);
+    // Without `latest` (a bare commit), latest stays where it was.
+    await commit('web', '3.0', 'dddd', {});
+    expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(three.manifestDigest);
+  });
+
+  it('refuses to build version "latest"', async () => {
+    await expect(commit('web', 'latest', 'a')).rejects.toMatchObject({
+      code: 'TEMPLATE_VERSION_RESERVED',
+      exitCode: 2,
+    });
+  });
+
+  it('tags by ref or digest, refuses to move a tag without force, and keeps history with force', async () => {
+    const a = await commit('web', '1.0', 'a');
+    const b = await commit('web', '1.1', 'bb');
+    const tagged = await tagTemplate('web:1.0', 'stable:1', {}, { store });
+    expect(tagged).toEqual({ template: 'stable:1', digest: a.manifestDigest });
+    const again = await tagTemplate(a.manifestDigest, 'stable:1', {}, { store });
+    expect(again.previous).toBeUndefined();
+    await expect(tagTemplate('web:1.1', 'stable:1', {}, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_EXISTS',
+      exitCode: 2,
+    });
+    const forced = await tagTemplate(b.manifestDigest, 'stable:1', { force: true }, { store });
+    expect(forced).toEqual({ template: 'stable:1', digest: b.manifestDigest, previous: a.manifestDigest });
+    expect((await templateHistory('stable', { store })).map((h) => [h.digest, h.current])).toEqual([
+      [b.manifestDigest, true],
+      [a.manifestDigest, false],
+    ]);
+    // The new tag carries the manifest's cache key (so a build can find it).
+    expect((await listTemplates(store)).find((t) => t.ref === 'stable:1')?.cacheKey).toBe(KEY(2));
+    await expect(tagTemplate('web:1.0', a.manifestDigest, {}, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_REF_INVALID',
+    });
+    await expect(tagTemplate('web:9', 'x:1', {}, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+    });
+    // A history entry can be tagged again by its digest.
+    const c = await commit('web', '1.0', 'ccc');
+    expect(c.manifestDigest).not.toBe(a.manifestDigest);
+    await tagTemplate(a.manifestDigest, 'old:1', {}, { store });
+    expect((await resolveTemplate(store, 'old:1')).manifestDigest).toBe(a.manifestDigest);
+  });
+
+  it('rmi removes a tag with its history, moves latest back, and refuses to remove nothing', async () => {
+    const a = await commit('web', '1.0', 'a');
+    const b = await commit('web', '1.0', 'bb');
+    const c = await commit('web', '2.0', 'ccc');
+    const result = await removeTemplate('web:2.0', { store });
+    expect(result.removed.map((e) => e.ref)).toEqual(['web:2.0', 'web:latest']);
+    expect(result.latest).toEqual([{ ref: 'web:latest', digest: b.manifestDigest }]);
+    expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(b.manifestDigest);
+
+    const gone = await removeTemplate('web:1.0', { store });
+    expect(gone.removed.map((e) => [e.ref ?? e.previousRef, e.digest, e.current])).toEqual(
+      expect.arrayContaining([
+        ['web:1.0', b.manifestDigest, true],
+        ['web:1.0', a.manifestDigest, false],
+      ]),
+    );
+    expect(gone.latest).toEqual([{ ref: 'web:latest' }]);
+    expect((await readIndex(store)).manifests).toEqual([]);
+    expect(c.manifestDigest).toBeTruthy();
+    await expect(removeTemplate('web:1.0', { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      exitCode: 2,
+    });
+    await expect(removeTemplate(a.manifestDigest, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+    });
+  });
+
+  it('rmi of a digest removes every entry naming it, and the history of the tags removed', async () => {
+    const a = await commit('web', '1.0', 'a');
+    const b = await commit('web', '1.0', 'bb');
+    await tagTemplate('web:1.0', 'alias:1', {}, { store });
+    const keep = await commit('db', '1.0', 'dddd');
+
+    // A history entry alone: only that entry goes.
+    const old = await removeTemplate(a.manifestDigest, { store });
+    expect(old.removed.map((e) => [e.previousRef, e.digest])).toEqual([['web:1.0', a.manifestDigest]]);
+    const c = await commit('web', '1.0', 'ccc');
+    const result = await removeTemplate(c.manifestDigest, { store });
+    expect(result.removed.map((e) => e.ref ?? e.previousRef).sort()).toEqual([
+      'web:1.0',
+      'web:1.0',
+      'web:latest',
+    ]);
+    expect(result.latest).toEqual([{ ref: 'web:latest' }]);
+    expect((await listAllTemplates({ store })).map((r) => [r.template, r.digest])).toEqual([
+      ['alias:1', b.manifestDigest],
+      ['db:1.0', keep.manifestDigest],
+      ['db:latest', keep.manifestDigest],
+    ]);
+  });
+
+  it('stays a valid OCI layout for skopeo with history entries present', async () => {
+    await commit('web', '1.0', 'a');
+    const two = await commit('web', '1.0', 'bb');
+    const inspect = (ref: string) =>
+      JSON.parse(execFileSync('skopeo', ['inspect', `oci:${store}:${ref}`], { encoding: 'utf8' })) as {
+        Digest: string;
+      };
+    expect(inspect('web:1.0').Digest).toBe(two.manifestDigest);
+    expect(inspect('web:latest').Digest).toBe(two.manifestDigest);
+  });
+});
