@@ -22,7 +22,7 @@ import { createStagingDir } from '../store/layers.js';
 import { acquireLock, buildLockPath } from '../store/lock.js';
 import { storeLayout } from '../store/paths.js';
 import { findByCacheKey } from '../store/template-query.js';
-import { commitTemplate } from '../store/templates.js';
+import { commitTemplate, pointLatest } from '../store/templates.js';
 import { VERSION } from '../version.js';
 import { type LockOptions, lockedRecipe, repositoryBaseUris } from './lock.js';
 import { resolveLockIsolated } from './lock-worker.js';
@@ -79,6 +79,12 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   if (!options.rebuild) {
     const existing = await findByCacheKey(ctx.store, cacheKey, `${recipe.name}:${recipe.version}`);
     if (existing && existing.ref === `${recipe.name}:${recipe.version}`) {
+      await pointLatest(
+        ctx.store,
+        recipe.name,
+        { digest: existing.manifestDigest, size: existing.manifestSize },
+        cacheKey,
+      );
       return resultOf(existing.ref, existing.manifestDigest, existing.layers, true, lock, started, {});
     }
   }

@@ -160,6 +160,7 @@ export const recipeSchema = z
     version: z
       .string()
       .regex(RECIPE_VERSION_PATTERN, { error: 'must be letters, digits, ".", "_" or "-" (an OCI tag)' })
+      .regex(/^(?!latest$)/, { error: 'must not be "latest": every build also tags <name>:latest itself' })
       .meta({
         description: 'Template version (an OCI tag). Quote it: YAML reads 1.0 as a number.',
         examples: ['1.0'],

@@ -7,7 +7,7 @@ import { openBlobStore } from './blob-store.js';
 import { compressToBlob, DEFAULT_COMPRESSION_LEVEL, validateCompressionLevel } from './compress.js';
 import { LATEST, nextSequence, tagInIndex, templateExists } from './history.js';
 import { placeLayerTree } from './layers.js';
-import { ensureLayout, updateIndex } from './layout.js';
+import { ensureLayout, readIndex, updateIndex } from './layout.js';
 import {
   ANNOTATION,
   type Descriptor,
@@ -347,4 +347,31 @@ export async function tagTemplate(
     return next;
   });
   return previous ? { previous } : {};
+}
+
+/**
+ * Points `name:latest` at an existing manifest, as a commit does, for a build the cache
+ * answered: it is still the newest build of that name. No write (and no store lock) when
+ * `latest` already names it.
+ */
+export async function pointLatest(
+  store: string,
+  name: string,
+  manifest: { digest: string; size: number },
+  cacheKey: string,
+): Promise<void> {
+  const ref = `${name}:${LATEST}`;
+  const names = (index: ImageIndex) =>
+    index.manifests.some((d) => d.annotations?.[ANNOTATION.refName] === ref && d.digest === manifest.digest);
+  if (names(await readIndex(store))) return;
+  const extra = { [ANNOTATION.cacheKey]: cacheKey, [ANNOTATION.name]: name };
+  await updateIndex(store, (index) =>
+    names(index)
+      ? index
+      : tagInIndex(index, ref, { mediaType: MEDIA_TYPE_MANIFEST, ...manifest }, extra, {
+          replace: true,
+          keepHistory: false,
+          sequence: nextSequence(index),
+        }),
+  );
 }

@@ -8,7 +8,7 @@ import { createStagingDir } from '../../src/store/layers.js';
 import { readIndex } from '../../src/store/layout.js';
 import { ANNOTATION } from '../../src/store/oci.js';
 import { listTemplates, readTemplate, resolveTemplate } from '../../src/store/template-query.js';
-import { type CommitTemplateResult, commitTemplate } from '../../src/store/templates.js';
+import { type CommitTemplateResult, commitTemplate, pointLatest } from '../../src/store/templates.js';
 
 const EPOCH = 1_700_000_000;
 const KEY = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
@@ -124,6 +124,17 @@ describe('template versions: history, latest, tag, rmi', () => {
     // Without `latest` (a bare commit), latest stays where it was.
     await commit('web', '3.0', 'dddd', {});
     expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(three.manifestDigest);
+  });
+
+  it('pointLatest moves latest to an existing manifest (a cache-answered build), writing nothing when it is there', async () => {
+    const one = await commit('web', '1.0', 'a');
+    const two = await commit('web', '2.0', 'bb');
+    await pointLatest(store, 'web', { digest: one.manifestDigest, size: one.manifestSize }, KEY(1));
+    expect((await resolveTemplate(store, 'web:latest')).manifestDigest).toBe(one.manifestDigest);
+    const before = JSON.stringify(await readIndex(store));
+    await pointLatest(store, 'web', { digest: one.manifestDigest, size: one.manifestSize }, KEY(1));
+    expect(JSON.stringify(await readIndex(store))).toBe(before);
+    expect((await resolveTemplate(store, 'web:2.0')).manifestDigest).toBe(two.manifestDigest);
   });
 
   it('refuses to build version "latest"', async () => {
