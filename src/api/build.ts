@@ -1,6 +1,7 @@
 import { access, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeExtendedStates } from '../assemble/apt-state.js';
 import { cleanupTree } from '../assemble/cleanup.js';
 import { configurePackages } from '../assemble/configure.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
@@ -57,7 +58,7 @@ export interface BuildResult {
 }
 
 /** Bump when a change to assembly changes what a build produces from the same inputs. */
-const BUILD_FORMAT = 3;
+const BUILD_FORMAT = 4;
 
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
@@ -133,6 +134,14 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     };
     await phase('configure', () => configurePackages(tree, unpacked, lock.packages, sandboxCtx));
+    await phase('apt-state', () =>
+      writeExtendedStates(tree, unpacked, {
+        variant: recipe.variant,
+        requested: recipe.packages.install,
+        arch: recipe.arch,
+        archivePriority: new Map(lock.packages.flatMap((p) => (p.priority ? [[p.name, p.priority]] : []))),
+      }),
+    );
     await phase('files', () =>
       applyRecipeFiles(tree, recipe.files, { templatesDir, variables: templateValues(loaded) }),
     );

@@ -33,6 +33,7 @@ export function createLock(
       size: pkg.size,
       sha256: pkg.sha256,
       repository: pkg.repository,
+      priority: pkg.priority,
     }))
     .sort(comparePackages);
   return {

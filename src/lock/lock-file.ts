@@ -39,6 +39,8 @@ export const lockPackageSchema = z.strictObject({
   size: z.number().int().nonnegative(),
   sha256: sha256Hex,
   repository: z.string(),
+  /** The archive's Priority for the package (the index's, which can differ from the .deb's own). */
+  priority: z.string().optional(),
 });
 
 export const lockFileSchema = z.strictObject({

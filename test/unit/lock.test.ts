@@ -100,6 +100,7 @@ describe('createLock', () => {
       size: 100,
       sha256: HEX('a'),
       repository: 'bookworm/main',
+      priority: 'required',
     });
     expect(serializeLock(lock)).not.toContain('127.0.0.1');
   });

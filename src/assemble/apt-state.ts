@@ -1,0 +1,76 @@
+import { writeFile } from 'node:fs/promises';
+import type { Variant } from '../recipe/types.js';
+import { installPhases } from './configure.js';
+import { parseControl } from './dpkg-db.js';
+import { resolveInRoot } from './resolve-in-root.js';
+import type { UnpackedPackage } from './types.js';
+
+/**
+ * apt's record of which packages were installed only as dependencies
+ * (`/var/lib/apt/extended_states`), so `apt-mark showauto` and `apt autoremove` behave in
+ * a rootcast tree as in one mmdebstrap made. mmdebstrap installs the Essential set with
+ * dpkg (nothing marked), then asks apt for the variant's packages: what apt pulls in
+ * besides those is marked automatic. rootcast runs no apt, so it writes the same marks.
+ */
+
+/** The priorities whose packages a variant asks for by name (mmdebstrap's meaning). */
+const VARIANT_PRIORITIES: Record<Variant, readonly string[]> = {
+  essential: [],
+  apt: [],
+  minbase: ['required'],
+  required: ['required'],
+  important: ['required', 'important'],
+  standard: ['required', 'important', 'standard'],
+};
+
+/**
+ * Pure: the packages apt would have marked `Auto-Installed: 1`, sorted by name. Priorities
+ * come from the lock (the archive's, as apt sees them), not from each .deb's control file,
+ * which can differ (apt is `required` in bookworm's archive but `important` in its .deb).
+ */
+export function autoInstalledPackages(
+  packages: readonly UnpackedPackage[],
+  variant: Variant,
+  requested: readonly string[],
+  archivePriority: ReadonlyMap<string, string>,
+): UnpackedPackage[] {
+  const [, secondPhase] = installPhases(packages);
+  const asked = new Set(requested.map((r) => r.replace(/[=/].*$/, '')));
+  if (variant === 'apt') asked.add('apt');
+  const priorities = new Set(VARIANT_PRIORITIES[variant]);
+  return secondPhase
+    .filter((pkg) => {
+      if (asked.has(pkg.name)) return false;
+      const control = () => new Map(parseControl(pkg.control).map(([k, v]) => [k.toLowerCase(), v]));
+      const priority = archivePriority.get(pkg.name) ?? control().get('priority') ?? 'optional';
+      return !priorities.has(priority.toLowerCase());
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The file's text: one stanza per package, architecture `all` recorded as the native one (as apt does). */
+export function extendedStates(auto: readonly UnpackedPackage[], nativeArch: string): string {
+  return auto
+    .map((pkg) => {
+      const arch = pkg.architecture === 'all' ? nativeArch : pkg.architecture;
+      return `Package: ${pkg.name}\nArchitecture: ${arch}\nAuto-Installed: 1\n\n`;
+    })
+    .join('');
+}
+
+export async function writeExtendedStates(
+  root: string,
+  packages: readonly UnpackedPackage[],
+  options: {
+    variant: Variant;
+    requested: readonly string[];
+    arch: string;
+    archivePriority: ReadonlyMap<string, string>;
+  },
+): Promise<number> {
+  const auto = autoInstalledPackages(packages, options.variant, options.requested, options.archivePriority);
+  if (auto.length === 0) return 0;
+  const path = resolveInRoot(root, '/var/lib/apt/extended_states');
+  await writeFile(path, extendedStates(auto, options.arch), { mode: 0o644 });
+  return auto.length;
+}
