@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import type { Variant } from '../recipe/types.js';
+import { VARIANT_PRIORITIES } from '../resolve/variants.js';
 import { installPhases } from './configure.js';
 import { parseControl } from './dpkg-db.js';
 import { resolveInRoot } from './resolve-in-root.js';
@@ -12,16 +13,6 @@ import type { UnpackedPackage } from './types.js';
  * dpkg (nothing marked), then asks apt for the variant's packages: what apt pulls in
  * besides those is marked automatic. rootcast runs no apt, so it writes the same marks.
  */
-
-/** The priorities whose packages a variant asks for by name (mmdebstrap's meaning). */
-const VARIANT_PRIORITIES: Record<Variant, readonly string[]> = {
-  essential: [],
-  apt: [],
-  minbase: ['required'],
-  required: ['required'],
-  important: ['required', 'important'],
-  standard: ['required', 'important', 'standard'],
-};
 
 /**
  * Pure: the packages apt would have marked `Auto-Installed: 1`, sorted by name. Priorities

@@ -27,7 +27,8 @@ export interface Stage {
   variantRoots: string[];
 }
 
-const PRIORITIES: Record<Variant, readonly string[]> = {
+/** The priorities whose packages each variant asks for by name (mmdebstrap's meaning). */
+export const VARIANT_PRIORITIES: Record<Variant, readonly string[]> = {
   essential: [],
   apt: [],
   minbase: ['required'],
@@ -98,7 +99,7 @@ export function stagesFor(variant: Variant, universe: Universe, release: string 
   }
   const roots = releaseRoots(universe, release);
   const stages: Stage[] = [{ kind: 'install', variantRoots: roots.essential }];
-  const priorities = PRIORITIES[variant];
+  const priorities = VARIANT_PRIORITIES[variant];
   if (priorities.length > 0) {
     const names = new Set<string>();
     for (const priority of priorities)

@@ -166,21 +166,6 @@ export function buildManifest(options: {
 }
 
 /**
- * Pure: `index` with `manifest` tagged `ref`, replacing that tag only if `replace`, and then
- * without keeping the old manifest (`tagInIndex` in history.ts keeps it). Returns the same
- * object when the tag already names this manifest.
- */
-export function withTag(
-  index: ImageIndex,
-  ref: string,
-  manifest: Descriptor,
-  extra: Record<string, string>,
-  replace: boolean,
-): ImageIndex {
-  return tagInIndex(index, ref, manifest, extra, { replace, keepHistory: false });
-}
-
-/**
  * `latest` is the pointer commits move (see `CommitTemplateOptions.latest`), so no build may
  * claim it as its version. Throws `TEMPLATE_VERSION_RESERVED` (exit 2).
  */

@@ -59,6 +59,8 @@ describe('a build killed at any moment', () => {
     const { problems } = await checkStore(store, { verifyBlobs: true });
     expect(problems).toEqual([]);
     // No sandbox survived its build.
+    // Give the kernel a moment to deliver the parent-death signals before looking.
+    await new Promise((r) => setTimeout(r, 200));
     const ps = await new Promise<string>((resolve) => {
       const p = spawn('ps', ['-eo', 'args'], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
@@ -67,7 +69,6 @@ describe('a build killed at any moment', () => {
       });
       p.on('close', () => resolve(out));
     });
-    await new Promise((r) => setTimeout(r, 200));
     expect(ps.split('\n').filter((l) => l.includes(store) && l.includes('unshare'))).toEqual([]);
   });
 

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { validateCompressionLevel } from '../../src/store/compress.js';
+import { tagInIndex } from '../../src/store/history.js';
 import { emptyIndex } from '../../src/store/layout.js';
 import { ANNOTATION, ociPlatformForDebianArch, rfc3339FromEpoch } from '../../src/store/oci.js';
 import { ownerPidOf } from '../../src/store/paths.js';
 import { encodeEntryHeader, paxRecord, type TarEntry } from '../../src/store/tar-header.js';
 import { splitDevice } from '../../src/store/tar-writer.js';
 import { parseTemplateRef } from '../../src/store/template-query.js';
-import { buildImageConfig, withTag } from '../../src/store/templates.js';
+import { buildImageConfig } from '../../src/store/templates.js';
 import { parseGetfattrDump } from '../../src/store/xattrs.js';
 
 function field(block: Buffer, offset: number, width: number): string {
@@ -147,18 +148,25 @@ describe('OCI values', () => {
       digest,
       size: 1,
     });
-    const one = withTag(emptyIndex(), 'b:1', d('sha256:1'), {}, false);
-    const two = withTag(one, 'a:1', d('sha256:2'), { [ANNOTATION.cacheKey]: 'k' }, false);
+    const one = tagInIndex(emptyIndex(), 'b:1', d('sha256:1'), {}, { replace: false, keepHistory: false });
+    const two = tagInIndex(
+      one,
+      'a:1',
+      d('sha256:2'),
+      { [ANNOTATION.cacheKey]: 'k' },
+      { replace: false, keepHistory: false },
+    );
     expect(two.manifests.map((m) => m.annotations?.[ANNOTATION.refName])).toEqual(['a:1', 'b:1']);
     expect(two.manifests[0]?.annotations?.[ANNOTATION.cacheKey]).toBe('k');
-    expect(withTag(two, 'a:1', d('sha256:2'), {}, false)).toBe(two);
-    expect(() => withTag(two, 'a:1', d('sha256:3'), {}, false)).toThrow(
+    expect(tagInIndex(two, 'a:1', d('sha256:2'), {}, { replace: false, keepHistory: false })).toBe(two);
+    expect(() => tagInIndex(two, 'a:1', d('sha256:3'), {}, { replace: false, keepHistory: false })).toThrow(
       expect.objectContaining({ code: 'TEMPLATE_EXISTS' }),
     );
-    expect(withTag(two, 'a:1', d('sha256:3'), {}, true).manifests.map((m) => m.digest)).toEqual([
-      'sha256:3',
-      'sha256:1',
-    ]);
+    expect(
+      tagInIndex(two, 'a:1', d('sha256:3'), {}, { replace: true, keepHistory: false }).manifests.map(
+        (m) => m.digest,
+      ),
+    ).toEqual(['sha256:3', 'sha256:1']);
   });
 });
 
