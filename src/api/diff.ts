@@ -5,8 +5,9 @@ import pLimit from 'p-limit';
 import { type ContextOptions, createContext } from '../core/context.js';
 import { sha256File } from '../core/digest.js';
 import { RootcastError } from '../core/errors.js';
-import { type LockPackage, lockFileSchema } from '../lock/lock-file.js';
-import { readTemplate, readTemplateLock, type TemplateDetails } from '../store/template-query.js';
+import type { LockPackage } from '../lock/lock-file.js';
+import { readTemplate } from '../store/template-query.js';
+import { openTemplateView, templatePackageChain } from '../store/template-view.js';
 
 /**
  * `rootcast diff A B`: what changed from template A to template B, first as packages (from
@@ -102,27 +103,6 @@ async function walk(root: string): Promise<Map<string, Entry>> {
   return out;
 }
 
-function singleLayerPath(details: TemplateDetails, ref: string): string {
-  const [layer, ...more] = details.layers;
-  if (!layer || more.length > 0) {
-    throw new RootcastError({
-      code: 'DIFF_MULTI_LAYER_UNSUPPORTED',
-      message: `${ref} has ${details.layers.length} layers; diff compares single-layer templates only`,
-      hint: 'Compare single-layer templates for now; layered diff comes with `from:` support.',
-      details: { template: ref, layers: details.layers.length },
-    });
-  }
-  if (!layer.unpacked) {
-    throw new RootcastError({
-      code: 'DIFF_LAYER_MISSING',
-      message: `the unpacked layer ${layer.diffId} of ${ref} is missing`,
-      hint: 'Run `rootcast fsck`, then rebuild the template.',
-      details: { template: ref, diffId: layer.diffId },
-    });
-  }
-  return layer.unpackedPath;
-}
-
 /** Pure: the package changes between two package lists. */
 export function diffPackages(
   a: { name: string; arch: string; version: string; sha256: string }[],
@@ -209,23 +189,19 @@ async function diffTrees(
 }
 
 async function templatePackages(store: string, ref: string): Promise<LockPackage[]> {
-  const text = await readTemplateLock(store, ref);
-  let parsed: unknown;
+  let chain: LockPackage[] | undefined;
   try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  const lock = lockFileSchema.safeParse(parsed);
-  if (!lock.success) {
+    chain = await templatePackageChain(store, ref);
+  } catch (error) {
     throw new RootcastError({
       code: 'DIFF_LOCK_INVALID',
-      message: `the lock stored with ${ref} is not a rootcast lock`,
+      message: `a lock stored with ${ref} (or one of its parents) is not a rootcast lock`,
       hint: 'Rebuild the template from its recipe with `rootcast build`.',
       details: { template: ref },
+      cause: error,
     });
   }
-  return lock.data.packages;
+  return chain ?? [];
 }
 
 /** Compares two templates (`name:version` or manifest digest). */
@@ -236,10 +212,21 @@ export async function diffTemplates(
 ): Promise<TemplateDiff> {
   const { store } = createContext(options);
   const [a, b] = await Promise.all([readTemplate(store, refA), readTemplate(store, refB)]);
-  const rootA = singleLayerPath(a, refA);
-  const rootB = singleLayerPath(b, refB);
-  const [lockA, lockB] = await Promise.all([refA, refB].map((ref) => templatePackages(store, ref)));
-  const { files, hashed } = await diffTrees(rootA, rootB);
+  const [lockA, lockB] = await Promise.all([a, b].map((t) => templatePackages(store, t.manifestDigest)));
+  // Layered templates are compared as their whole trees (read-only overlay views).
+  const viewA = await openTemplateView(store, a);
+  let diffed: Awaited<ReturnType<typeof diffTrees>>;
+  try {
+    const viewB = await openTemplateView(store, b);
+    try {
+      diffed = await diffTrees(viewA.root, viewB.root);
+    } finally {
+      await viewB.release();
+    }
+  } finally {
+    await viewA.release();
+  }
+  const { files, hashed } = diffed;
   return {
     from: { template: a.ref ?? refA, digest: a.manifestDigest },
     to: { template: b.ref ?? refB, digest: b.manifestDigest },

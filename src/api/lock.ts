@@ -7,6 +7,7 @@ import { type LockFile, lockPathFor, readLock, writeLock } from '../lock/lock-fi
 import { loadRecipe } from '../recipe/load.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import { resolve } from '../resolve/index.js';
+import { type ParentBase, parentBase } from './parent.js';
 
 export interface RecipeOptions extends ContextOptions {
   /** `--set key=value` variables. */
@@ -22,6 +23,8 @@ export interface LockOptions extends RecipeOptions {
   update?: boolean;
   /** Fail instead of writing when the lock is missing or no longer matches the recipe. */
   frozen?: boolean;
+  /** Recipe paths of the children whose parents are being locked (cycle detection). */
+  ancestry?: string[];
 }
 
 export interface LockResult {
@@ -50,7 +53,8 @@ export async function lock(recipePath: string, options: LockOptions = {}): Promi
 async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptions): Promise<LockResult> {
   const path = lockPathFor(loaded.path);
   const existing = await readLock(path);
-  const reasons = existing ? lockMismatches(existing, loaded) : ['there is no lock yet'];
+  const base = await parentOf(loaded, ctx, options);
+  const reasons = existing ? lockMismatches(existing, loaded, base?.lockParent) : ['there is no lock yet'];
 
   if (existing && reasons.length === 0 && !options.update) {
     return {
@@ -65,7 +69,7 @@ async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptio
   }
   if (options.frozen) throw frozenError(path, reasons, existing === undefined);
 
-  const { lock: fresh, seconds } = await resolveLock(loaded, ctx);
+  const { lock: fresh, seconds } = await resolveLock(loaded, ctx, base);
   const written = existing === undefined || JSON.stringify(existing) !== JSON.stringify(fresh);
   if (written) await writeLock(path, fresh);
   return {
@@ -83,6 +87,7 @@ async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptio
 export async function resolveLock(
   loaded: LoadedRecipe,
   ctx: Context,
+  base?: ParentBase,
 ): Promise<{ lock: LockFile; seconds: { indexes: number; resolve: number } }> {
   const { recipe } = loaded;
   const t0 = performance.now();
@@ -102,6 +107,7 @@ export async function resolveLock(
         variant: recipe.variant,
         install: recipe.packages.install,
         exclude: recipe.packages.exclude,
+        ...(base ? { installed: base.installed } : {}),
       },
       indexes,
     );
@@ -114,7 +120,7 @@ export async function resolveLock(
     `resolved ${resolution.packages.length} packages in ${((t2 - t1) / 1000).toFixed(3)} s`,
   );
   return {
-    lock: createLock(loaded, indexes, resolution.packages),
+    lock: createLock(loaded, indexes, resolution.packages, base?.lockParent),
     seconds: { indexes: (t1 - t0) / 1000, resolve: (t2 - t1) / 1000 },
   };
 }
@@ -130,11 +136,27 @@ export async function lockedRecipe(
   const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
   const path = lockPathFor(loaded.path);
   const existing = await readLock(path);
-  const reasons = existing ? lockMismatches(existing, loaded) : ['there is no lock yet'];
+  const base = await parentOf(loaded, createContext(options), options);
+  const reasons = existing ? lockMismatches(existing, loaded, base?.lockParent) : ['there is no lock yet'];
   if (existing && reasons.length === 0) return { loaded, lock: existing, path };
   if (options.frozen) throw frozenError(path, reasons, existing === undefined);
   const result = await lockLoaded(loaded, createContext(options), { ...options, update: true });
   return { loaded, lock: result.lock, path };
+}
+
+/** The recipe's parent base (`from:`), its parent recipes locked first when they are recipes. */
+export async function parentOf(
+  loaded: LoadedRecipe,
+  ctx: Context,
+  options: LockOptions,
+): Promise<ParentBase | undefined> {
+  if (loaded.recipe.from === undefined) return undefined;
+  const ancestry = [...(options.ancestry ?? []), loaded.path];
+  return parentBase(loaded, {
+    store: ctx.store,
+    seen: new Set(ancestry),
+    lockRecipe: (path) => lockedRecipe(path, { ...options, update: false, ancestry }),
+  });
 }
 
 /** The mirror base URI for each locked repository id, from the recipe's current sources. */

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Variant } from '../recipe/types.js';
 import { VARIANT_PRIORITIES } from '../resolve/variants.js';
 import { installPhases } from './configure.js';
@@ -62,6 +62,26 @@ export async function writeExtendedStates(
   const auto = autoInstalledPackages(packages, options.variant, options.requested, options.archivePriority);
   if (auto.length === 0) return 0;
   const path = resolveInRoot(root, '/var/lib/apt/extended_states');
-  await writeFile(path, extendedStates(auto, options.arch), { mode: 0o644 });
+  // A child layer adds its marks to its parent's: the file stays one stanza per package, by name.
+  const existing = await readFile(path, 'utf8').catch(() => '');
+  await writeFile(path, mergeExtendedStates(existing, extendedStates(auto, options.arch)), { mode: 0o644 });
   return auto.length;
+}
+
+/** Pure: the stanzas of both texts, sorted by package name (then architecture); `added` wins. */
+export function mergeExtendedStates(existing: string, added: string): string {
+  const stanzas = new Map<string, string>();
+  for (const text of [existing, added]) {
+    for (const block of text.split(/\n\n+/)) {
+      const trimmed = block.trim();
+      if (trimmed === '') continue;
+      const name = /^Package: (.+)$/m.exec(trimmed)?.[1] ?? '';
+      const arch = /^Architecture: (.+)$/m.exec(trimmed)?.[1] ?? '';
+      stanzas.set(`${name}\0${arch}`, `${trimmed}\n\n`);
+    }
+  }
+  return [...stanzas.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, stanza]) => stanza)
+    .join('');
 }

@@ -74,6 +74,7 @@ async function removeFile(root: string, path: string, out: CleanupResult): Promi
  * - apt cache: /var/cache/apt/*.bin, archives/*.deb and archives/partial/*, as `apt-get clean`;
  * - the volatile files of `VOLATILE_FILES`; /etc/machine-id, when present, becomes empty
  *   (machine-id(5): an image ships it empty so that boot generates one);
+ * - SSH host keys (/etc/ssh/ssh_host_*_key[.pub]): clones generate their own;
  * - /run: everything but `lock` (/var/lock points there); /tmp: everything.
  */
 export async function cleanupTree(root: string): Promise<CleanupResult> {
@@ -86,11 +87,14 @@ export async function cleanupTree(root: string): Promise<CleanupResult> {
   for (const file of VOLATILE_FILES) await removeFile(root, file, out);
   const machineId = resolveInRoot(root, '/etc/machine-id');
   const stat = await lstat(machineId).catch(() => undefined);
-  if (stat && !stat.isDirectory()) {
+  // Already empty (a child layer over a cleaned parent): left alone, so it is not copied up.
+  if (stat && !stat.isDirectory() && !(stat.isFile() && stat.size === 0)) {
     await rm(machineId, { force: true });
     await writeFile(machineId, '', { mode: 0o644 });
     out.emptied.push('/etc/machine-id');
   }
+  // Host keys are secrets and random: each container gets its own when it is cloned.
+  await clearDirectory(root, '/etc/ssh', (n) => !/^ssh_host_.*_key(\.pub)?$/.test(n), out);
   await clearDirectory(root, '/run', (n) => n === 'lock', out);
   await clearDirectory(root, '/tmp', () => false, out);
   return out;

@@ -33,6 +33,11 @@ export interface ConfigureContext {
   sourceDateEpoch?: number;
   /** Per sandbox run; default the sandbox's own (30 minutes). */
   timeoutMs?: number;
+  /**
+   * The tree's dpkg version when dpkg is not among `packages` (a child layer configured on a
+   * parent that has it installed).
+   */
+  dpkgVersion?: string;
 }
 
 /** How long each phase took, for the build's timings. */
@@ -253,7 +258,7 @@ export async function configurePackages(
   const env = {
     DPKG_ADMINDIR: '/var/lib/dpkg',
     DPKG_ROOT: '',
-    DPKG_RUNNING_VERSION: dpkgVersion(packages),
+    DPKG_RUNNING_VERSION: dpkgVersion(packages) || (ctx.dpkgVersion ?? ''),
     DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT: '1',
     DPKG_MAINTSCRIPT_DEBUG: '0',
   };

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import type { BuildResult } from '../api/build.js';
 import { addRecipeFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 
@@ -6,50 +7,76 @@ interface BuildFlags extends RecipeFlags {
   rebuild?: boolean;
   frozen?: boolean;
   compression?: number;
+  explain?: boolean;
 }
 
 export function registerBuild(program: Command, setExit: (code: number) => void): void {
   addRecipeFlags(
     program
       .command('build')
-      .description('build a recipe into a template in the store (locks and fetches first if needed)')
-      .argument('<recipe>', 'recipe file (YAML)')
+      .description(
+        'build recipes into templates in the store (locks and fetches first if needed); several recipes build as one graph, parents first',
+      )
+      .argument('<recipes...>', 'recipe files (YAML)')
       .option(
         '--rebuild',
         'assemble again even if an identical template exists (the package cache is still used)',
       )
       .option('--frozen', 'fail if the lock is missing or no longer matches the recipe')
+      .option('--explain', 'say which inputs changed since the current build of each template')
       .option('--compression <level>', 'zstd level of the layer, 1-19 (default 3)', level),
-  ).action(async (recipe: string, flags: BuildFlags) => {
+  ).action(async (recipes: string[], flags: BuildFlags) => {
     await runVerb(flags, setExit, async (options) => {
-      const { build } = await import('../api/build.js');
+      const started = performance.now();
       const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH
         ? epochOf(process.env.SOURCE_DATE_EPOCH)
         : undefined;
-      const result = await build(recipe, {
+      const buildOptions = {
         ...options,
         rebuild: Boolean(flags.rebuild),
         frozen: Boolean(flags.frozen),
+        explain: Boolean(flags.explain),
         ...(flags.compression !== undefined ? { compressionLevel: flags.compression } : {}),
         ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
-      });
+      };
+      let results: BuildResult[];
+      if (recipes.length === 1) {
+        const { build } = await import('../api/build.js');
+        results = [await build(recipes[0]!, buildOptions)];
+      } else {
+        const { buildGraph } = await import('../api/build-graph.js');
+        results = await buildGraph(recipes, buildOptions);
+      }
       if (flags.json) {
-        printJson({
-          template: result.template,
-          digest: result.digest,
-          layers: result.layers,
-          cached: result.cached,
-          packages: result.packages,
-          seconds: result.seconds,
-          phases: result.phases,
-        });
+        const seconds = Math.round(performance.now() - started) / 1000;
+        printJson(results.length === 1 ? jsonOf(results[0]!) : { templates: results.map(jsonOf), seconds });
         return;
       }
       if (flags.quiet) return;
-      const how = result.cached ? 'up to date' : `built in ${result.seconds.toFixed(1)} s`;
-      process.stdout.write(`${result.template} ${result.digest} (${result.packages} packages, ${how})\n`);
+      for (const result of results) {
+        for (const line of result.explain ?? []) process.stdout.write(`${line}\n`);
+        const how = result.cached ? 'up to date' : `built in ${result.seconds.toFixed(1)} s`;
+        const layers = result.layers.length > 1 ? `, ${result.layers.length} layers` : '';
+        process.stdout.write(
+          `${result.template} ${result.digest} (${result.packages} packages${layers}, ${how})\n`,
+        );
+      }
     });
   });
+}
+
+function jsonOf(result: BuildResult): Record<string, unknown> {
+  return {
+    template: result.template,
+    digest: result.digest,
+    layers: result.layers,
+    cached: result.cached,
+    packages: result.packages,
+    seconds: result.seconds,
+    phases: result.phases,
+    ...(result.explain ? { explain: result.explain } : {}),
+    ...(result.parent ? { parent: { template: result.parent.template, cached: result.parent.cached } } : {}),
+  };
 }
 
 function level(value: string): number {

@@ -1,5 +1,5 @@
 import type { LoadedRecipe } from '../recipe/types.js';
-import type { LockFile } from './lock-file.js';
+import type { LockFile, LockParent } from './lock-file.js';
 
 /**
  * Decisions about an existing lock, kept pure so the commands only do I/O.
@@ -10,8 +10,17 @@ import type { LockFile } from './lock-file.js';
  * covers everything that can change the package set (release, arch, variant, sources,
  * packages); the source check catches a lock edited by hand.
  */
-export function lockMismatches(lock: LockFile, loaded: LoadedRecipe): string[] {
+export function lockMismatches(lock: LockFile, loaded: LoadedRecipe, parent?: LockParent): string[] {
   const reasons: string[] = [];
+  if (parent?.packages !== lock.parent?.packages) {
+    reasons.push(
+      parent === undefined
+        ? 'the lock was made on a parent template the recipe no longer names'
+        : lock.parent === undefined
+          ? `the lock was made without the parent ${parent.from}`
+          : `the parent ${parent.from} has other packages than when the lock was made`,
+    );
+  }
   if (lock.recipe.digest !== loaded.digest) {
     reasons.push(
       `the recipe changed since the lock was made (lock ${short(lock.recipe.digest)}, recipe ${short(loaded.digest)})`,

@@ -1,6 +1,12 @@
 import type { BinaryPackage, RepoIndex } from '../distro/deb/types.js';
 import type { LoadedRecipe } from '../recipe/types.js';
-import { LOCK_VERSION, type LockFile, type LockPackage, type LockRepository } from './lock-file.js';
+import {
+  LOCK_VERSION,
+  type LockFile,
+  type LockPackage,
+  type LockParent,
+  type LockRepository,
+} from './lock-file.js';
 
 /**
  * Turns a resolution into a lock. Pure: the same recipe, indexes and selection always give
@@ -11,6 +17,7 @@ export function createLock(
   loaded: LoadedRecipe,
   indexes: readonly RepoIndex[],
   selected: readonly BinaryPackage[],
+  parent?: LockParent,
 ): LockFile {
   const { recipe } = loaded;
   const repositories: LockRepository[] = indexes.map((index) => ({
@@ -43,6 +50,7 @@ export function createLock(
     release: recipe.release,
     arch: recipe.arch,
     variant: recipe.variant,
+    ...(parent ? { parent } : {}),
     repositories: [...repositories].sort((a, b) => compareStrings(a.id, b.id)),
     packages,
   };

@@ -43,6 +43,15 @@ export const lockPackageSchema = z.strictObject({
   priority: z.string().optional(),
 });
 
+/**
+ * A child recipe's base: what `from:` names and the digest of the parent's installed package
+ * set (the locks of the whole parent chain). The child's `packages` are only what it adds.
+ */
+export const lockParentSchema = z.strictObject({
+  from: z.string(),
+  packages: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+});
+
 export const lockFileSchema = z.strictObject({
   lockVersion: z.literal(LOCK_VERSION),
   recipe: z.strictObject({
@@ -54,12 +63,14 @@ export const lockFileSchema = z.strictObject({
   release: z.string(),
   arch: z.string(),
   variant: z.string(),
+  parent: lockParentSchema.optional(),
   repositories: z.array(lockRepositorySchema),
   packages: z.array(lockPackageSchema),
 });
 
 export type LockRepository = z.infer<typeof lockRepositorySchema>;
 export type LockPackage = z.infer<typeof lockPackageSchema>;
+export type LockParent = z.infer<typeof lockParentSchema>;
 export type LockFile = z.infer<typeof lockFileSchema>;
 
 /** `recipes/debian-12-minbase.yaml` → `recipes/debian-12-minbase.lock.json`. */

@@ -61,6 +61,7 @@ export async function loadRecipe(path: string, options: LoadRecipeOptions = {}):
     set: options.set ?? {},
     env: options.env ?? process.env,
     aptRoot,
+    defaults: rawValues(document.raw),
   });
   checkDefined(
     document,
@@ -100,6 +101,17 @@ export async function loadRecipe(path: string, options: LoadRecipeOptions = {}):
     variables,
     locate: (at) => document.locate(at),
   };
+}
+
+/** The recipe's `values:` as written, when it is a map of strings (the schema checks it properly later). */
+function rawValues(raw: unknown): Record<string, string> {
+  const values = (raw as { values?: unknown } | null)?.values;
+  if (typeof values !== 'object' || values === null || Array.isArray(values)) return {};
+  return Object.fromEntries(
+    Object.entries(values as Record<string, unknown>).filter(
+      (e): e is [string, string] => typeof e[1] === 'string',
+    ),
+  );
 }
 
 /** `sha256:` of the canonical JSON of the fields that decide the package set (see LOCKED_FIELDS). */

@@ -31,6 +31,8 @@ export const RECIPE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 export const RECIPE_VERSION_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const RELEASE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const TEMPLATE_REF_PATTERN = /^[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$/;
+const RECIPE_REF_PATTERN = /^[^\s:]+\.ya?ml$/;
+const VALUE_KEY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$/;
 const NO_SPACE_PATTERN = /^\S+$/;
 const MODE_PATTERN = /^[0-7]{3,4}$/;
 
@@ -180,11 +182,14 @@ export const recipeSchema = z
     }),
     from: z
       .string()
-      .regex(TEMPLATE_REF_PATTERN, { error: 'must name a template as name or name:version' })
+      .refine((value) => TEMPLATE_REF_PATTERN.test(value) || RECIPE_REF_PATTERN.test(value), {
+        error: 'must name a template as name or name:version, or a recipe file ending in .yaml',
+      })
       .optional()
       .meta({
-        description: 'Parent template to build on, as name or name:version.',
-        examples: ['debian-12-minbase:1.0'],
+        description:
+          'Parent to build on: a template in the store (name or name:version), or a recipe file (a path ending in .yaml, relative to this recipe), built first when needed.',
+        examples: ['debian-12-minbase:1.0', './debian-12-minbase.yaml'],
       }),
     sources: z
       .array(sourceSchema)
@@ -196,6 +201,17 @@ export const recipeSchema = z
       .array(stepSchema)
       .default([])
       .meta({ description: 'Commands run in the tree, in order, after files.' }),
+    values: z
+      .record(
+        z.string().regex(VALUE_KEY_PATTERN, { error: 'must be a variable name like student.name' }),
+        z.string(),
+      )
+      .default({})
+      .meta({
+        description:
+          'Default values of variables ({{student.name}}), used when neither --set nor ROOTCAST_VAR_* gives one. Keys are dotted names.',
+        examples: [{ 'student.name': 'student' }],
+      }),
   })
   .meta({
     $id: 'urn:rootcast:recipe:1',

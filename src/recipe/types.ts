@@ -42,6 +42,11 @@ export interface Recipe {
   packages: { install: string[]; exclude: string[] };
   files: RecipeFile[];
   steps: RecipeStep[];
+  /**
+   * Default values of the recipe's own variables (`student.name: alice`), used when neither
+   * `--set` nor the environment gives one.
+   */
+  values: Record<string, string>;
 }
 
 /** Where a value sits in the recipe file, for errors that name file:line. */

@@ -201,7 +201,7 @@ function valueHint(path: (string | number)[], issue: Issue): string {
     case 'release':
       return 'Use the release codename, e.g. bookworm or trixie.';
     case 'from':
-      return 'Name the parent template as name or name:version, e.g. debian-12-minbase:1.0.';
+      return 'Name the parent template as name or name:version (debian-12-minbase:1.0), or its recipe (./debian-12-minbase.yaml).';
     case 'path':
       return 'Write an absolute path inside the tree, without "..", e.g. /etc/hostname.';
     case 'mode':

@@ -26,6 +26,8 @@ export interface VariableInputs {
   env: NodeJS.ProcessEnv;
   /** Directory holding the host's apt configuration; read only if a mirror is still missing. */
   aptRoot: string;
+  /** The recipe's `values:` (defaults, last in precedence). */
+  defaults?: Readonly<Record<string, string>>;
 }
 
 const MIRROR_PREFIX = 'mirror.';
@@ -131,6 +133,12 @@ export async function resolveVariables(
         values.set(name, { value: found.uri, origin: `apt ${found.file}` });
         continue;
       }
+    }
+    const fallback =
+      inputs.defaults && Object.hasOwn(inputs.defaults, name) ? inputs.defaults[name] : undefined;
+    if (fallback !== undefined) {
+      values.set(name, { value: fallback, origin: 'recipe values' });
+      continue;
     }
     missing.push(name);
   }

@@ -1,10 +1,10 @@
-import type { RootcastError } from '../core/errors.js';
+import { RootcastError } from '../core/errors.js';
 import type { BinaryPackage, RepoIndex } from '../distro/deb/types.js';
 import { compareVersions } from '../distro/deb/version.js';
 import { closeNames, resolveError, unknownPackageError } from './errors.js';
 import { explainFailure, type RootOrigin } from './explain.js';
 import { Solver } from './solver.js';
-import type { Resolution, ResolveRequest } from './types.js';
+import type { InstalledPackage, Resolution, ResolveRequest } from './types.js';
 import { Universe } from './universe.js';
 import { indexInRelease, stagesFor } from './variants.js';
 
@@ -28,9 +28,10 @@ export function resolve(request: ResolveRequest, indexes: readonly RepoIndex[]):
   const origins = new Map<string, RootOrigin>();
   for (const { pkg, index } of requested) origins.set(pkg.name, { installIndex: index });
 
+  const solver = new Solver(universe);
+  if (request.installed) return resolveOnBase(request.installed, requested, solver, universe, origins);
   const stages = stagesFor(request.variant, universe, request.release);
   if (requested.length > 0 && stages.length === 1) stages.push({ kind: 'install', variantRoots: [] });
-  const solver = new Solver(universe);
   stages.forEach((stage, i) => {
     const roots = new Map<string, BinaryPackage>();
     for (const name of stage.variantRoots) {
@@ -49,6 +50,60 @@ export function resolve(request: ResolveRequest, indexes: readonly RepoIndex[]):
   if (broken.length > 0) throw failureError(broken[0]!.name, solver, universe, origins);
   const packages = solver.selected().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { packages };
+}
+
+/**
+ * A child's resolution: the parent's packages are marked as they are (their exact versions
+ * become the candidates), then the child's packages are installed on top in one apt run.
+ */
+function resolveOnBase(
+  installed: readonly InstalledPackage[],
+  requested: readonly Requested[],
+  solver: Solver,
+  universe: Universe,
+  origins: ReadonlyMap<string, RootOrigin>,
+): Resolution {
+  const base: BinaryPackage[] = [];
+  for (const want of installed) {
+    const pkg = universe
+      .versionsOf(want.name)
+      .find((v) => v.architecture === want.arch && compareVersions(v.version, want.version) === 0);
+    if (!pkg) {
+      throw new RootcastError({
+        code: 'RESOLVE_BASE_UNAVAILABLE',
+        message: `the parent template's ${want.name} ${want.version} (${want.arch}) is not in the configured repositories`,
+        hint: 'Rebuild the parent from a fresh lock (rootcast lock --update), then the child.',
+        exitCode: 1,
+        details: { package: want.name, version: want.version },
+      });
+    }
+    universe.setCandidate(pkg);
+    base.push(pkg);
+  }
+  solver.runStage('install', base);
+  const bad = solver.runStage(
+    'install',
+    requested.map((r) => r.pkg),
+  );
+  if (bad.length > 0) throw failureError(bad[0]!.name, solver, universe, origins);
+  const broken = solver.brokenPackages();
+  if (broken.length > 0) throw failureError(broken[0]!.name, solver, universe, origins);
+  const inBase = new Map(base.map((pkg) => [pkg.name, pkg]));
+  const added: BinaryPackage[] = [];
+  for (const pkg of solver.selected()) {
+    const had = inBase.get(pkg.name);
+    if (had === pkg) continue;
+    if (had) {
+      throw new RootcastError({
+        code: 'RESOLVE_BASE_CHANGED',
+        message: `the child needs ${pkg.name} ${pkg.version}, but its parent has ${had.version}`,
+        hint: 'Rebuild the parent from the same repositories (rootcast lock --update on both), or pin the version.',
+        exitCode: 1,
+      });
+    }
+    added.push(pkg);
+  }
+  return { packages: added.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
 }
 
 function failureError(

@@ -35,6 +35,20 @@ export interface ResolveRequest {
    * codename is this. Without it every index counts, as mmdebstrap does without a suite.
    */
   release?: string;
+  /**
+   * A child template's base: the packages its parent already has installed (exact versions).
+   * Given, the variant's roots are not installed again: the base is marked first, as apt sees
+   * an installed system, and `install` is resolved on top of it. The resolution then lists
+   * only what the child adds; a base package the child would have to change is an error.
+   */
+  installed?: readonly InstalledPackage[];
+}
+
+/** A package already installed in a parent template. */
+export interface InstalledPackage {
+  name: string;
+  version: string;
+  arch: string;
 }
 
 export interface Resolution {

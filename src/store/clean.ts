@@ -1,5 +1,6 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { unmountBelow } from '../assemble/overlay.js';
 import { openBlobStore } from './blob-store.js';
 import { hasLayerDir } from './layers.js';
 import { ownerPidOf, storeLayout } from './paths.js';
@@ -51,6 +52,8 @@ export async function cleanStore(store: string): Promise<{ removed: string[] }> 
     const pid = ownerPidOf(name);
     if (pid === undefined || isProcessAlive(pid)) continue;
     const path = join(dir, name);
+    // A killed layered build leaves its overlay mounted inside its staging directory.
+    await unmountBelow(path);
     await rm(path, { recursive: true, force: true });
     removed.push(path);
   }

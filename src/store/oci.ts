@@ -15,6 +15,8 @@ export const MEDIA_TYPE_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
 /** The recipe's lock, stored as a blob and named from the manifest's annotations. */
 export const MEDIA_TYPE_LOCK = 'application/vnd.rootcast.lock.v1+json';
 
+export const MEDIA_TYPE_BUILD_INPUTS = 'application/vnd.rootcast.build-inputs.v1+json';
+
 export const OCI_LAYOUT_VERSION = '1.0.0';
 
 /** Annotation keys: the OCI ones rootcast sets, and its own under `org.rootcast.`. */
@@ -31,6 +33,13 @@ export const ANNOTATION = {
   /** Digest of the SPDX 2.3 JSON blob (media type `application/spdx+json`) describing the template. */
   sbom: 'org.rootcast.sbom',
   name: 'org.rootcast.name',
+  /** On a child template's manifest: the manifest digest of the template it was built on. */
+  parent: 'org.rootcast.parent',
+  /**
+   * Digest of the build-inputs blob (media type `MEDIA_TYPE_BUILD_INPUTS`): the canonical JSON
+   * the cache key is the digest of, kept so `build --explain` can say which input changed.
+   */
+  buildInputs: 'org.rootcast.build-inputs',
   /** On an untagged (history) index entry: the `name:version` tag that named this manifest. */
   previousRef: 'org.rootcast.previous-ref',
   /** Decimal order of index entries: max in the index + 1 at each tag or commit (no clocks). */

@@ -52,6 +52,13 @@ export interface TarTreeOptions {
    * tree that becomes an unpacked layer, so that it matches its tar.
    */
   clampOnDisk?: boolean;
+  /**
+   * The tree is an overlayfs upper directory (a child layer): its whiteouts (character
+   * devices 0:0) become OCI `.wh.<name>` entries, a directory marked `trusted.overlay.opaque`
+   * gets a `.wh..wh..opq` entry, and overlayfs' own `trusted.overlay.*` attributes are not
+   * archived. Without it, such files are archived as they are.
+   */
+  overlayUpper?: boolean;
 }
 
 /** Counters filled in while the archive streams; complete once it has ended. */
@@ -170,6 +177,29 @@ interface WalkState {
   out: Chunker;
   stats: TarTreeStats;
   reporter: Reporter | undefined;
+  overlayUpper: boolean;
+}
+
+/** OCI whiteout prefixes (image-spec layer.md "Whiteouts"). */
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
+
+/** An empty regular file standing for a whiteout, with the metadata of what marks it. */
+function whiteoutEntry(path: string, st: BigIntStats, epoch: number): TarEntry {
+  return {
+    path,
+    type: 'file',
+    mode: 0,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: 0,
+    mtime: clampedSeconds(st.mtimeNs, epoch),
+  };
+}
+
+function isOverlayWhiteout(st: BigIntStats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0n;
 }
 
 function entryFor(rel: string, st: BigIntStats, state: WalkState): TarEntry | undefined {
@@ -233,14 +263,31 @@ async function* walk(dirRel: string, state: WalkState): AsyncGenerator<Buffer> {
     const abs = join(state.root, rel);
     let entry: TarEntry | undefined;
     let st: BigIntStats;
+    let opaque = false;
     try {
       st = lstatSync(abs, { bigint: true });
       if (state.clampNs !== undefined && st.mtimeNs > state.clampNs)
         lutimesSync(abs, state.epoch, state.epoch);
+      if (state.overlayUpper && isOverlayWhiteout(st)) {
+        // Checked before hardlinks: overlayfs shares one whiteout inode among many names.
+        const parent = dirRel === '' ? '' : `${dirRel}/`;
+        state.out.push(
+          encodeEntryHeader(whiteoutEntry(`${parent}${WHITEOUT_PREFIX}${name}`, st, state.epoch)),
+        );
+        state.stats.entries++;
+        yield* state.out.take();
+        continue;
+      }
       entry = entryFor(rel, st, state);
       if (entry?.type === 'symlink') entry.linkname = readLinkUtf8(abs);
       if (entry) {
-        const xattrs = state.xattrs(abs);
+        let xattrs = state.xattrs(abs);
+        if (state.overlayUpper) {
+          opaque = xattrs.some(
+            ([key, value]) => key === `${OVERLAY_XATTR_PREFIX}opaque` && value.toString() === 'y',
+          );
+          xattrs = xattrs.filter(([key]) => !key.startsWith(OVERLAY_XATTR_PREFIX));
+        }
         if (xattrs.length > 0) entry.xattrs = xattrs;
       }
     } catch (error) {
@@ -263,6 +310,10 @@ async function* walk(dirRel: string, state: WalkState): AsyncGenerator<Buffer> {
         throw error instanceof RootcastError ? error : readFailed(abs, error);
       }
       state.stats.contentBytes += entry.size;
+    }
+    if (opaque && entry.type === 'directory') {
+      state.out.push(encodeEntryHeader(whiteoutEntry(`${rel}/${OPAQUE_WHITEOUT}`, st, state.epoch)));
+      state.stats.entries++;
     }
     yield* state.out.take();
     if (entry.type === 'directory') yield* walk(rel, state);
@@ -317,6 +368,7 @@ export function tarTree(
       out: new Chunker(),
       stats,
       reporter: options.reporter,
+      overlayUpper: options.overlayUpper ?? false,
     };
     yield* walk('', state);
     // Last, like clampMtimes: nothing the walk does changes a directory's own times, but a

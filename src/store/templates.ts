@@ -14,6 +14,7 @@ import {
   type ImageConfig,
   type ImageIndex,
   type ImageManifest,
+  MEDIA_TYPE_BUILD_INPUTS,
   MEDIA_TYPE_CONFIG,
   MEDIA_TYPE_LAYER_ZSTD,
   MEDIA_TYPE_LOCK,
@@ -22,7 +23,7 @@ import {
   rfc3339FromEpoch,
 } from './oci.js';
 import { tarTree } from './tar-writer.js';
-import { listTemplates, validateTemplateName } from './template-query.js';
+import { listTemplates, readTemplate, validateTemplateName } from './template-query.js';
 
 /**
  * Committing a finished tree as a template: tar (deterministic) → zstd → layer blob, the tree
@@ -60,6 +61,14 @@ export interface CommitTemplateOptions {
   sbom?: string;
   recipeDigest: string;
   cacheKey: string;
+  /** The canonical JSON whose digest is `cacheKey`, stored as a blob for `build --explain`. */
+  buildInputs?: string;
+  /**
+   * The template this one is built on (`name:version` or a manifest digest). `tree` is then
+   * an overlayfs upper directory over the parent's layers: it becomes one more layer (its
+   * whiteouts turned into OCI whiteouts), and the manifest lists the parent's layers first.
+   */
+  parent?: string;
   compressionLevel?: number;
   /**
    * Move an existing `name:version` that points at a different manifest. The manifest it named
@@ -105,7 +114,10 @@ export interface CommitTemplateResult {
   skipped: string[];
 }
 
-/** Pure: the image config of a single-layer template. */
+/**
+ * Pure: the image config of a template. `parent` is the parent template's config: its
+ * diff_ids and history come first, this commit's layer and history entry last.
+ */
 export function buildImageConfig(options: {
   arch: string;
   sourceDateEpoch: number;
@@ -113,6 +125,7 @@ export function buildImageConfig(options: {
   name: string;
   version: string;
   recipeDigest: string;
+  parent?: ImageConfig;
 }): ImageConfig {
   const platform = ociPlatformForDebianArch(options.arch);
   const created = rfc3339FromEpoch(options.sourceDateEpoch);
@@ -125,8 +138,9 @@ export function buildImageConfig(options: {
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
       Cmd: ['/bin/sh'],
     },
-    rootfs: { type: 'layers', diff_ids: options.diffIds },
+    rootfs: { type: 'layers', diff_ids: [...(options.parent?.rootfs.diff_ids ?? []), ...options.diffIds] },
     history: [
+      ...(options.parent?.history ?? []),
       {
         created,
         created_by: `rootcast build ${options.name}:${options.version}`,
@@ -147,6 +161,9 @@ export function buildManifest(options: {
   recipeDigest: string;
   lockDigest: string;
   sbomDigest?: string;
+  /** The parent template's manifest digest (a child template). */
+  parentDigest?: string;
+  buildInputsDigest?: string;
 }): ImageManifest {
   return {
     schemaVersion: 2,
@@ -161,6 +178,8 @@ export function buildManifest(options: {
       [ANNOTATION.recipeDigest]: options.recipeDigest,
       [ANNOTATION.lock]: options.lockDigest,
       ...(options.sbomDigest ? { [ANNOTATION.sbom]: options.sbomDigest } : {}),
+      ...(options.parentDigest ? { [ANNOTATION.parent]: options.parentDigest } : {}),
+      ...(options.buildInputsDigest ? { [ANNOTATION.buildInputs]: options.buildInputsDigest } : {}),
     },
   };
 }
@@ -198,9 +217,11 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
     }
   }
   const blobs = openBlobStore(store);
+  const parent = options.parent === undefined ? undefined : await readTemplate(store, options.parent);
 
   const { stream, stats } = tarTree(options.tree, {
     sourceDateEpoch: options.sourceDateEpoch,
+    ...(parent ? { overlayUpper: true } : {}),
     ...(options.clampTree ? { clampOnDisk: true } : {}),
     ...(options.reporter ? { reporter: options.reporter } : {}),
   });
@@ -219,7 +240,12 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
     options.sbom === undefined
       ? undefined
       : await blobs.putBytes(Buffer.from(options.sbom, 'utf8'), SPDX_MEDIA_TYPE);
+  const inputsDesc =
+    options.buildInputs === undefined
+      ? undefined
+      : await blobs.putBytes(Buffer.from(options.buildInputs, 'utf8'), MEDIA_TYPE_BUILD_INPUTS);
   const config = buildImageConfig({
+    ...(parent ? { parent: parent.config } : {}),
     arch: options.arch,
     sourceDateEpoch: options.sourceDateEpoch,
     diffIds: [layerBlob.diffId],
@@ -235,7 +261,9 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
   };
   const manifest = buildManifest({
     config: configDesc,
-    layers: [layerDesc],
+    layers: [...(parent?.manifest.layers ?? []), layerDesc],
+    ...(parent ? { parentDigest: parent.manifestDigest } : {}),
+    ...(inputsDesc ? { buildInputsDigest: inputsDesc.digest } : {}),
     name: options.name,
     version: options.version,
     sourceDateEpoch: options.sourceDateEpoch,

@@ -123,7 +123,7 @@ describe('rootcast diff', () => {
     await rename(layer.unpackedPath, `${layer.unpackedPath}.away`);
     try {
       await expect(diffTemplates('old:1.0', 'new:1.0', { store })).rejects.toMatchObject({
-        code: 'DIFF_LAYER_MISSING',
+        code: 'LAYER_NOT_UNPACKED',
       });
     } finally {
       await rename(`${layer.unpackedPath}.away`, layer.unpackedPath);

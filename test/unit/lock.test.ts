@@ -26,6 +26,7 @@ function loadedRecipe(digest = `sha256:${HEX('d')}`): LoadedRecipe {
       packages: { install: [], exclude: [] },
       files: [],
       steps: [],
+      values: {},
     },
     sourceUriTemplates: ['{{mirror.debian}}'],
     digest,
