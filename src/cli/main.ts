@@ -5,6 +5,7 @@ import { registerBuild } from './build.js';
 import { registerFetch } from './fetch.js';
 import { registerLock } from './lock.js';
 import { registerMaintenanceVerbs } from './maintenance.js';
+import { registerRegistryVerbs } from './registry.js';
 import { reportError } from './output.js';
 import { registerSchema } from './schema.js';
 import { registerTagVerbs } from './tags.js';
@@ -32,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
   registerTemplateVerbs(program, setExit);
   registerMaintenanceVerbs(program, setExit);
   registerTagVerbs(program, setExit);
+  registerRegistryVerbs(program, setExit);
   registerSchema(program, setExit);
 
   try {
