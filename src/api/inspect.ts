@@ -1,9 +1,5 @@
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { type ContextOptions, createContext } from '../core/context.js';
-import { inputError } from '../core/errors.js';
 import { lockFileSchema } from '../lock/lock-file.js';
-import { exportTemplateTar } from '../store/export-tar.js';
 import { ANNOTATION } from '../store/oci.js';
 import { readTemplate, readTemplateLock, readTemplateSbom } from '../store/template-query.js';
 
@@ -56,24 +52,5 @@ export async function templateSbom(ref: string, options: ContextOptions = {}): P
   return JSON.parse(await readTemplateSbom(store, ref)) as unknown;
 }
 
-export const EXPORT_FORMATS = ['tar'] as const;
-
-/** `rootcast export`: for now the flattened tree as a tar; OCI, LXC and OpenVZ come later. */
-export async function exportTemplate(
-  ref: string,
-  format: string,
-  output: string,
-  options: ContextOptions = {},
-): Promise<{ output: string; format: string; bytes: number; diffId: string }> {
-  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
-    throw inputError(
-      'EXPORT_FORMAT_UNKNOWN',
-      `unknown export format ${format}`,
-      `Use one of: ${EXPORT_FORMATS.join(', ')}.`,
-    );
-  }
-  const { store } = createContext(options);
-  const path = resolve(output);
-  const result = await exportTemplateTar(store, ref, path);
-  return { output: path, format, bytes: (await stat(path)).size, diffId: result.diffId };
-}
+// `rootcast export` moved to ./export.js with its formats; re-exported for existing callers.
+export { EXPORT_FORMATS, type ExportOptions, type ExportResult, exportTemplate } from './export.js';

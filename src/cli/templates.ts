@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 import { formatBytes } from './terminal-reporter.js';
@@ -68,17 +68,43 @@ export function registerTemplateVerbs(program: Command, setExit: (code: number) 
       });
     });
 
-  addGlobalFlags(program.command('export').description('write a template in another format'))
+  addGlobalFlags(program.command('export').description('write a template in a format other runtimes read'))
     .argument('<template>', 'name:version or sha256:digest')
-    .requiredOption('--format <format>', 'output format: tar (the flattened tree)')
-    .requiredOption('-o, --output <file>', 'file to write')
+    .requiredOption('--format <format>', 'tar, oci, oci-archive, lxc, incus or openvz (see docs/export.md)')
+    .requiredOption('-o, --output <path>', 'file or directory to write (atomically)')
+    .option('--compression <kind>', 'oci: zstd (default) or gzip; tarballs: gzip, xz, zstd or none')
+    .option('--level <n>', 'compression level (gzip 1-9, xz 0-9, zstd 1-19)', parseLevel)
+    .option('--split', 'incus: metadata tarball + squashfs rootfs (needs mksquashfs)')
     .option('--store <dir>', 'store directory (default: $ROOTCAST_STORE or ./cache)')
-    .action(async (ref: string, flags: RecipeFlags & { format: string; output: string }) => {
-      await runVerb(flags, setExit, async (options) => {
-        const { exportTemplate } = await import('../api/inspect.js');
-        const result = await exportTemplate(ref, flags.format, flags.output, options);
-        if (flags.json) printJson(result);
-        else if (!flags.quiet) process.stdout.write(`${result.output}: ${formatBytes(result.bytes)}\n`);
-      });
-    });
+    .action(
+      async (
+        ref: string,
+        flags: RecipeFlags & {
+          format: string;
+          output: string;
+          compression?: string;
+          level?: number;
+          split?: boolean;
+        },
+      ) => {
+        await runVerb(flags, setExit, async (options) => {
+          const { exportTemplate } = await import('../api/export.js');
+          const result = await exportTemplate(ref, flags.format, flags.output, {
+            ...options,
+            ...(flags.compression ? { compression: flags.compression } : {}),
+            ...(flags.level !== undefined ? { level: flags.level } : {}),
+            ...(flags.split ? { split: true } : {}),
+          });
+          if (flags.json) printJson(result);
+          else if (!flags.quiet) process.stdout.write(`${result.output}: ${formatBytes(result.bytes)}\n`);
+        });
+      },
+    );
+}
+
+function parseLevel(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 19)
+    throw new InvalidArgumentError('expected an integer from 0 to 19');
+  return n;
 }

@@ -1,0 +1,48 @@
+import { stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { compressChunks, compressionLevel, TAR_SUFFIX, tarballCompression } from './compression.js';
+import type { Exporter } from './exporter.js';
+import { openvzTemplateName } from './facts.js';
+import { atomicFile, writeChunksToFile } from './output.js';
+import { templateTar } from './template-tar.js';
+
+/**
+ * `--format openvz`: the OS template cache tarball vzctl unpacks into a container's private
+ * area, `<distro>-<release>-<arch>[-<variant>].tar.<gz|xz|zst>` (the name is the OSTEMPLATE
+ * vzctl is given). The tar is the flattened tree with numeric owners only (the store's tar
+ * encoding never writes user or group names), so it unpacks to the tree `--format tar` gives.
+ *
+ * With -o naming an existing directory the tarball gets that conventional name inside it;
+ * otherwise -o is the file, and its suffix chooses the compression. gzip is the default: it is
+ * the one every vzctl reads.
+ */
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+export const openvzExporter: Exporter = {
+  format: 'openvz',
+  compressions: ['gzip', 'xz', 'zstd'],
+  async export(request) {
+    let file = request.output;
+    let compression = tarballCompression(request.compression, basename(file), this.compressions, 'gzip');
+    if (await isDirectory(request.output)) {
+      compression = request.compression ?? 'gzip';
+      file = join(request.output, `${openvzTemplateName(request.facts)}${TAR_SUFFIX[compression]}`);
+    }
+    const level = compressionLevel(compression, request.level);
+    const { stream } = templateTar(request.store, request.details, {
+      sourceDateEpoch: request.facts.clampEpoch,
+      reporter: request.reporter,
+    });
+    const bytes = await atomicFile(file, (tmp) =>
+      writeChunksToFile(tmp, compressChunks(stream, compression, level)),
+    );
+    return { output: file, files: [{ path: file, bytes }], compression };
+  },
+};
