@@ -193,6 +193,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         recipeDigest: loaded.digest,
         cacheKey,
         buildInputs: inputsText,
+        labels: recipe.labels,
         ...(parent ? { parent: parent.digest } : {}),
         replace: true,
         latest: true,

@@ -201,6 +201,13 @@ export const recipeSchema = z
       .array(stepSchema)
       .default([])
       .meta({ description: 'Commands run in the tree, in order, after files.' }),
+    labels: z
+      .record(z.string().min(1), z.string())
+      .default({})
+      .meta({
+        description: 'OCI image labels written into the template config (config.Labels), kept by every export.',
+        examples: [{ 'org.opencontainers.image.description': 'Debian 12 with nginx' }],
+      }),
     values: z
       .record(
         z.string().regex(VALUE_KEY_PATTERN, { error: 'must be a variable name like student.name' }),

@@ -47,6 +47,8 @@ export interface Recipe {
    * `--set` nor the environment gives one.
    */
   values: Record<string, string>;
+  /** OCI image labels (`config.Labels`) of the template. */
+  labels: Record<string, string>;
 }
 
 /** Where a value sits in the recipe file, for errors that name file:line. */

@@ -61,6 +61,8 @@ export interface CommitTemplateOptions {
   sbom?: string;
   recipeDigest: string;
   cacheKey: string;
+  /** OCI labels for `config.Labels`. */
+  labels?: Record<string, string>;
   /** The canonical JSON whose digest is `cacheKey`, stored as a blob for `build --explain`. */
   buildInputs?: string;
   /**
@@ -114,6 +116,10 @@ export interface CommitTemplateResult {
   skipped: string[];
 }
 
+function labelsOf(labels: Record<string, string>): { Labels?: Record<string, string> } {
+  return Object.keys(labels).length > 0 ? { Labels: labels } : {};
+}
+
 /**
  * Pure: the image config of a template. `parent` is the parent template's config: its
  * diff_ids and history come first, this commit's layer and history entry last.
@@ -126,6 +132,8 @@ export function buildImageConfig(options: {
   version: string;
   recipeDigest: string;
   parent?: ImageConfig;
+  /** `config.Labels`; left out when empty. */
+  labels?: Record<string, string>;
 }): ImageConfig {
   const platform = ociPlatformForDebianArch(options.arch);
   const created = rfc3339FromEpoch(options.sourceDateEpoch);
@@ -137,6 +145,8 @@ export function buildImageConfig(options: {
     config: {
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
       Cmd: ['/bin/sh'],
+      // A child inherits its parent's labels (as image builders do) and may override them.
+      ...labelsOf({ ...options.parent?.config?.Labels, ...options.labels }),
     },
     rootfs: { type: 'layers', diff_ids: [...(options.parent?.rootfs.diff_ids ?? []), ...options.diffIds] },
     history: [
@@ -246,6 +256,7 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
       : await blobs.putBytes(Buffer.from(options.buildInputs, 'utf8'), MEDIA_TYPE_BUILD_INPUTS);
   const config = buildImageConfig({
     ...(parent ? { parent: parent.config } : {}),
+    ...(options.labels ? { labels: options.labels } : {}),
     arch: options.arch,
     sourceDateEpoch: options.sourceDateEpoch,
     diffIds: [layerBlob.diffId],

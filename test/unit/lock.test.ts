@@ -27,6 +27,7 @@ function loadedRecipe(digest = `sha256:${HEX('d')}`): LoadedRecipe {
       files: [],
       steps: [],
       values: {},
+    labels: {},
     },
     sourceUriTemplates: ['{{mirror.debian}}'],
     digest,
