@@ -2,6 +2,7 @@ import { type ContextOptions, createContext } from '../core/context.js';
 import { lockFileSchema } from '../lock/lock-file.js';
 import { ANNOTATION } from '../store/oci.js';
 import { readTemplate, readTemplateLock, readTemplateSbom } from '../store/template-query.js';
+import { templatePackageChain } from '../store/template-view.js';
 
 /** What `rootcast inspect` shows: everything a person or a script asks of a template. */
 export interface TemplateInfo {
@@ -14,7 +15,13 @@ export interface TemplateInfo {
   /** Compressed bytes of all layers. */
   size: number;
   recipe: { name: string; version: string; digest: string };
+  /** Every installed package: the locks along the parent chain, base first. */
   packages: { name: string; version: string; arch: string }[];
+  /** The packages this template's own layer added (all of them for a base). */
+  added: number;
+  /** The parent template's manifest digest, for a layered template. */
+  parent?: string;
+  labels?: Record<string, string>;
   cacheKey?: string;
 }
 
@@ -22,6 +29,9 @@ export async function inspectTemplate(ref: string, options: ContextOptions = {})
   const { store } = createContext(options);
   const details = await readTemplate(store, ref);
   const lock = lockFileSchema.parse(JSON.parse(await readTemplateLock(store, ref)));
+  const chain = (await templatePackageChain(store, details.manifestDigest)) ?? lock.packages;
+  const parent = details.annotations[ANNOTATION.parent];
+  const labels = details.config.config?.Labels;
   const layers = details.layers.map((l) => ({
     digest: l.digest,
     diffId: l.diffId,
@@ -41,7 +51,10 @@ export async function inspectTemplate(ref: string, options: ContextOptions = {})
       version: lock.recipe.version,
       digest: details.annotations[ANNOTATION.recipeDigest] ?? lock.recipe.digest,
     },
-    packages: lock.packages.map((p) => ({ name: p.name, version: p.version, arch: p.arch })),
+    packages: chain.map((p) => ({ name: p.name, version: p.version, arch: p.arch })),
+    added: lock.packages.length,
+    ...(parent ? { parent } : {}),
+    ...(labels ? { labels } : {}),
     ...(details.cacheKey ? { cacheKey: details.cacheKey } : {}),
   };
 }

@@ -59,7 +59,8 @@ export function registerTemplateVerbs(program: Command, setExit: (code: number) 
           `created   ${info.created}`,
           `arch      ${info.architecture}`,
           `recipe    ${info.recipe.name}:${info.recipe.version} (${info.recipe.digest})`,
-          `packages  ${info.packages.length}`,
+          `packages  ${info.packages.length}${info.parent ? ` (${info.added} added over the parent)` : ''}`,
+          ...(info.parent ? [`parent    ${info.parent}`] : []),
           ...info.layers.map(
             (l, i) => `layer ${i}   ${l.digest} ${formatBytes(l.size)} (diff_id ${l.diffId.slice(0, 19)}…)`,
           ),
