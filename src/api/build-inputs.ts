@@ -4,6 +4,7 @@ import { canonicalJson } from '../core/canonical-json.js';
 import { sha256Digest } from '../core/digest.js';
 import type { LockFile } from '../lock/lock-file.js';
 import type { LoadedRecipe } from '../recipe/types.js';
+import { variableEnvName } from '../recipe/variables.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -127,4 +128,50 @@ export function describeChange(change: InputChange): string {
   if (change.before === undefined) return `${change.path} added (${show(change.after)})`;
   if (change.after === undefined) return `${change.path} removed (was ${show(change.before)})`;
   return `${change.path} changed: ${show(change.before)} → ${show(change.after)}`;
+}
+
+/**
+ * Every variable's value as files and steps see it, flat (`student.name`): the recipe's
+ * references as loaded, and the `values:` only template files use, overridden by --set or
+ * the environment like every other variable.
+ */
+export function effectiveVariables(
+  loaded: LoadedRecipe,
+  set: Record<string, string> | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, fallback] of Object.entries(loaded.recipe.values)) {
+    const fromSet = set && Object.hasOwn(set, name) ? set[name] : undefined;
+    const fromEnv = process.env[variableEnvName(name)];
+    out[name] = fromSet ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : fallback);
+  }
+  for (const [name, { value }] of Object.entries(loaded.variables)) out[name] = value;
+  return out;
+}
+
+export function templateValues(
+  variables: Record<string, string>,
+  recipe: LoadedRecipe['recipe'],
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {
+    name: recipe.name,
+    version: recipe.version,
+    distro: recipe.distro,
+    release: recipe.release,
+    arch: recipe.arch,
+    variant: recipe.variant,
+  };
+  for (const [name, value] of Object.entries(variables)) setPath(values, name, value);
+  return values;
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: string): void {
+  const parts = dotted.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts.at(-1)!] = value;
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { writeExtendedStates } from '../assemble/apt-state.js';
 import { cleanupTree } from '../assemble/cleanup.js';
 import { configurePackages } from '../assemble/configure.js';
+import { collectUpper, materializeParent, snapshotTree, type TreeSnapshot } from '../assemble/copy-layer.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
 import { mountOverlay, unmountBelow, unmountOverlay } from '../assemble/overlay.js';
 import { applyRecipeFiles } from '../assemble/recipe-files.js';
@@ -15,23 +16,19 @@ import { type Context, createContext, storePaths } from '../core/context.js';
 import { inputError, isRootcastError, RootcastError } from '../core/errors.js';
 import { fetchPackages } from '../fetch/package-cache.js';
 import { type LockFile, lockFileSchema, serializeLock } from '../lock/lock-file.js';
-import { loadRecipe } from '../recipe/load.js';
 import type { LoadedRecipe } from '../recipe/types.js';
-import { variableEnvName } from '../recipe/variables.js';
 import { collectInstalledPackages } from '../sbom/collect.js';
 import { spdxDocument } from '../sbom/spdx.js';
-import { openBlobStore } from '../store/blob-store.js';
 import { cleanStore } from '../store/clean.js';
 import { createStagingDir } from '../store/layers.js';
 import { acquireLock, buildLockPath } from '../store/lock.js';
-import { ANNOTATION } from '../store/oci.js';
 import { storeLayout } from '../store/paths.js';
-import { findByCacheKey, readTemplate, resolveTemplate } from '../store/template-query.js';
+import { findByCacheKey, readTemplate } from '../store/template-query.js';
 import { commitTemplate, pointLatest } from '../store/templates.js';
-import { type BuildInputs, buildInputs, cacheKeyOf, describeChange, diffInputs } from './build-inputs.js';
-import { type LockOptions, lockedRecipe, recipeLoadOptions, repositoryBaseUris } from './lock.js';
+import { buildInputs, cacheKeyOf, effectiveVariables, templateValues } from './build-inputs.js';
+import { buildParent, explainBuild } from './build-parent.js';
+import { type LockOptions, lockedRecipe, repositoryBaseUris } from './lock.js';
 import { resolveLockIsolated } from './lock-worker.js';
-import { isRecipeReference, parentRecipePath, parentTemplateRef } from './parent.js';
 
 /**
  * `rootcast build`: recipe + lock + package cache → a committed template.
@@ -50,6 +47,12 @@ export interface BuildOptions extends LockOptions {
   sourceDateEpoch?: number;
   /** Say which inputs changed since the tag's current build (`BuildResult.explain`). */
   explain?: boolean;
+  /**
+   * How a child layer is assembled: `overlay` (overlayfs over the parent's layers), `copy`
+   * (a copy of the parent, changes collected afterwards), or `auto` (default: overlay, and the
+   * copy when overlayfs cannot be mounted). Also `ROOTCAST_LAYER_ASSEMBLY`.
+   */
+  layerAssembly?: LayerAssembly;
 }
 
 export interface BuildResult {
@@ -71,7 +74,7 @@ export interface BuildResult {
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
   const ctx = createContext(options);
-  const parent = await buildParent(recipePath, options);
+  const parent = await buildParent(recipePath, options, build);
   const { loaded, lockText } = await lockedRecipeText(recipePath, options);
   const lock: LockFile = lockFileSchema.parse(JSON.parse(lockText));
   const { recipe } = loaded;
@@ -117,6 +120,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   });
   let staging: string | undefined;
   let overlayTarget: string | undefined;
+  let snapshot: TreeSnapshot | undefined;
   try {
     await cleanStore(ctx.store);
     const phases: Record<string, number> = {};
@@ -151,10 +155,30 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         target: join(staging, 'root'),
       };
       for (const dir of Object.values(dirs)) await mkdir(dir, { mode: 0o755 });
-      await phase('overlay', () =>
-        mountOverlay({ lowers: details.layers.map((l) => l.unpackedPath).reverse(), ...dirs }),
-      );
-      overlayTarget = dirs.target;
+      const mode = options.layerAssembly ?? layerAssemblyFromEnv();
+      let mounted = false;
+      if (mode !== 'copy') {
+        try {
+          await phase('overlay', () =>
+            mountOverlay({ lowers: details.layers.map((l) => l.unpackedPath).reverse(), ...dirs }),
+          );
+          mounted = true;
+          overlayTarget = dirs.target;
+        } catch (error) {
+          if (mode === 'overlay' || !isRootcastError(error) || error.code !== 'OVERLAY_MOUNT_FAILED')
+            throw error;
+          ctx.reporter.log('warn', `${error.message}; copying the parent instead (slower)`);
+        }
+      }
+      if (!mounted) {
+        await phase('copy-parent', () =>
+          materializeParent(
+            details.layers.map((l) => l.unpackedPath),
+            dirs.target,
+          ),
+        );
+        snapshot = snapshotTree(dirs.target);
+      }
       tree = dirs.target;
       layerTree = dirs.upper;
       await phase('skeleton', () => refreshSources(dirs.target, recipe.sources));
@@ -177,6 +201,10 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     if (overlayTarget) {
       await unmountOverlay(overlayTarget);
       overlayTarget = undefined;
+    }
+    if (snapshot) {
+      const before = snapshot;
+      await phase('collect', async () => collectUpper(tree, before, layerTree));
     }
     const committed = await phase('commit', () =>
       commitTemplate({
@@ -215,6 +243,19 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     await buildLock.release();
     await gcLock.release();
   }
+}
+
+export type LayerAssembly = 'overlay' | 'copy' | 'auto';
+
+function layerAssemblyFromEnv(): LayerAssembly {
+  const value = process.env.ROOTCAST_LAYER_ASSEMBLY;
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'overlay' || value === 'copy' || value === 'auto') return value;
+  throw inputError(
+    'LAYER_ASSEMBLY_INVALID',
+    `ROOTCAST_LAYER_ASSEMBLY=${value}: expected overlay, copy or auto`,
+    'Unset it, or set it to overlay, copy or auto.',
+  );
 }
 
 interface AssembleContext {
@@ -296,75 +337,6 @@ async function refreshSources(tree: string, sources: LoadedRecipe['recipe']['sou
     await writeFile(path, wanted, { mode: 0o644 });
 }
 
-interface ParentTemplate {
-  digest: string;
-  /** The parent's own build, when `from:` names a recipe. */
-  result?: BuildResult;
-}
-
-/**
- * The template a child builds on: a recipe parent is built first (a cache hit when it is
- * current), a template parent must be in the store.
- */
-async function buildParent(recipePath: string, options: BuildOptions): Promise<ParentTemplate | undefined> {
-  const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
-  const from = loaded.recipe.from;
-  if (from === undefined) return undefined;
-  if (isRecipeReference(from)) {
-    const path = parentRecipePath(loaded.path, from);
-    const ancestry = [...(options.ancestry ?? []), loaded.path];
-    if (ancestry.includes(path)) {
-      throw inputError(
-        'FROM_CYCLE',
-        `${loaded.path}: \`from: ${from}\` leads back to ${path}`,
-        'A recipe cannot be its own ancestor: point `from:` at a base recipe.',
-      );
-    }
-    // --rebuild and --explain apply to the recipe asked for, not to its ancestors.
-    const { rebuild: _rebuild, explain: _explain, ...rest } = options;
-    const result = await build(path, { ...rest, ancestry });
-    return { digest: result.digest, result };
-  }
-  const ref = parentTemplateRef(from);
-  try {
-    return { digest: (await resolveTemplate(createContext(options).store, ref)).manifestDigest };
-  } catch (error) {
-    if (isRootcastError(error) && error.code === 'TEMPLATE_NOT_FOUND') {
-      throw inputError(
-        'FROM_NOT_FOUND',
-        `${loaded.path}: \`from: ${from}\`: no template ${ref} in the store`,
-        'Build the parent first, or name its recipe instead (from: ./parent.yaml).',
-      );
-    }
-    throw error;
-  }
-}
-
-/** Why this build is or is not answered by the cache: the inputs that changed since the tag's build. */
-async function explainBuild(
-  store: string,
-  ref: string,
-  inputs: BuildInputs,
-  cacheKey: string,
-): Promise<string[]> {
-  let previous: Awaited<ReturnType<typeof readTemplate>>;
-  try {
-    previous = await readTemplate(store, ref);
-  } catch (error) {
-    if (isRootcastError(error) && error.code === 'TEMPLATE_NOT_FOUND')
-      return [`${ref}: never built in this store`];
-    throw error;
-  }
-  if (previous.cacheKey === cacheKey) return [`${ref}: unchanged (cache key ${cacheKey})`];
-  const digest = previous.annotations[ANNOTATION.buildInputs];
-  if (!digest) return [`${ref}: its current build records no inputs (built by an older rootcast)`];
-  const before: unknown = JSON.parse((await openBlobStore(store).read(digest)).toString('utf8'));
-  const changes = diffInputs(before, inputs);
-  return changes.length === 0
-    ? [`${ref}: the cache key changed but no recorded input did`]
-    : changes.map((c) => `${ref}: ${describeChange(c)}`);
-}
-
 /**
  * The recipe and its lock as text, resolving the lock first (in a worker, see
  * lock-worker.ts) when it is missing or stale. The build keeps only the text and a copy
@@ -418,52 +390,6 @@ async function findTemplatesDir(recipePath: string): Promise<string> {
       return candidate;
   }
   return shipped;
-}
-
-/**
- * Every variable's value as files and steps see it, flat (`student.name`): the recipe's
- * references as loaded, and the `values:` only template files use, overridden by --set or
- * the environment like every other variable.
- */
-function effectiveVariables(
-  loaded: LoadedRecipe,
-  set: Record<string, string> | undefined,
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, fallback] of Object.entries(loaded.recipe.values)) {
-    const fromSet = set && Object.hasOwn(set, name) ? set[name] : undefined;
-    const fromEnv = process.env[variableEnvName(name)];
-    out[name] = fromSet ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : fallback);
-  }
-  for (const [name, { value }] of Object.entries(loaded.variables)) out[name] = value;
-  return out;
-}
-
-function templateValues(
-  variables: Record<string, string>,
-  recipe: LoadedRecipe['recipe'],
-): Record<string, unknown> {
-  const values: Record<string, unknown> = {
-    name: recipe.name,
-    version: recipe.version,
-    distro: recipe.distro,
-    release: recipe.release,
-    arch: recipe.arch,
-    variant: recipe.variant,
-  };
-  for (const [name, value] of Object.entries(variables)) setPath(values, name, value);
-  return values;
-}
-
-function setPath(target: Record<string, unknown>, dotted: string, value: string): void {
-  const parts = dotted.split('.');
-  let node = target;
-  for (const part of parts.slice(0, -1)) {
-    const next = node[part];
-    if (typeof next !== 'object' || next === null) node[part] = {};
-    node = node[part] as Record<string, unknown>;
-  }
-  node[parts.at(-1)!] = value;
 }
 
 function resultOf(

@@ -38,8 +38,8 @@ describe('layered templates (debian-12 minbase, dev, web, lab)', () => {
   let store: string;
   let first: Built[];
   const recipe = (name: string) => join(dir, 'recipes', `${name}.yaml`);
-  const build = async (args: string[], into = store) => {
-    const result = await runCli(['build', ...args, '--store', into, '--json']);
+  const build = async (args: string[], into = store, env: NodeJS.ProcessEnv = {}) => {
+    const result = await runCli(['build', ...args, '--store', into, '--json'], { env });
     if (result.code !== 0) throw new Error(`build failed:\n${result.stderr}`);
     const parsed = JSON.parse(result.stdout) as Built | { templates: Built[] };
     return 'templates' in parsed ? parsed.templates : [parsed];
@@ -111,6 +111,19 @@ describe('layered templates (debian-12 minbase, dev, web, lab)', () => {
       expect({ child, differences }).toEqual({ child, differences: [] });
     }
   }, 900_000);
+
+  it('without overlayfs (copy assembly) a child has the same tree', async () => {
+    const copyStore = join(dir, 'copy-store');
+    const [web] = await build([recipe('debian-12-web')], copyStore, { ROOTCAST_LAYER_ASSEMBLY: 'copy' });
+    expect(web!.layers).toHaveLength(2);
+    expect(web!.layers[0]).toEqual(first[0]!.layers[0]);
+    const left = await withTemplateView(store, 'debian-12-web:1.0', async (root) => treeManifest(root));
+    const differences = await withTemplateView(copyStore, 'debian-12-web:1.0', async (root) => {
+      const right = treeManifest(root);
+      return diffManifests(left, right).map((d) => formatDifference(d, left, right));
+    });
+    expect(differences).toEqual([]);
+  }, 600_000);
 
   it('an unchanged family is answered by the cache; one changed file rebuilds only its layer', async () => {
     const again = await build(RECIPES.map(recipe));
