@@ -18,6 +18,8 @@ for tool in mmdebstrap debootstrap; do
 done
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
+# The machine may be shared: the load average before and after is printed with the results.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/rootcast-bench-build.XXXXXX")
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 cp "$recipe" "$work/recipe.yaml"
@@ -63,7 +65,7 @@ row() {
   fi
   printf '\n'
 }
-echo "recipe: $recipe ($release, $variant); $(nproc) cores; $(node --version)"
+echo "recipe: $recipe ($release, $variant); $(nproc) cores; $(node --version); load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 row mmdebstrap
 row debootstrap
 row rootcast_empty ratio

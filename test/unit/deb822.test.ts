@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { isRootcastError } from '../../src/core/errors.js';
-import { parseDeb822, parseDeb822Single, scanDeb822Records } from '../../src/distro/deb/deb822.js';
+import {
+  Deb822RecordReader,
+  parseDeb822,
+  parseDeb822Single,
+  scanDeb822Records,
+} from '../../src/distro/deb/deb822.js';
 
 function errorOf(fn: () => unknown): { code: string; message: string } | undefined {
   try {
@@ -122,5 +127,92 @@ describe('scanDeb822Records', () => {
     const error = errorOf(() => scanDeb822Records('Package: a\nPACKAGE: b\n', 'idx', ['package'], () => {}));
     expect(error?.code).toBe('DEB822_MALFORMED');
     expect(error?.message).toContain('idx:2');
+  });
+});
+
+describe('Deb822RecordReader', () => {
+  const FIELDS = ['package', 'version', 'depends'];
+  // CRLF and LF breaks, a blank-only separator, comments, a continuation of a kept field
+  // and of a skipped one, several empty lines, and no final newline.
+  const TEXT = [
+    '# head',
+    'Package: a\r',
+    'Version: 1\r',
+    '\r',
+    'Package: b',
+    'Description: long',
+    ' more',
+    'Depends: x,',
+    ' y',
+    ' \t ',
+    'Package: c',
+    '#inside',
+    'Version: 3',
+    '',
+    '',
+    '',
+    'Package: d',
+  ].join('\n');
+  const EXPECTED = [
+    { values: ['a', '1', undefined], line: 2 },
+    { values: ['b', undefined, 'x,\ny'], line: 5 },
+    { values: ['c', '3', undefined], line: 11 },
+    { values: ['d', undefined, undefined], line: 17 },
+  ];
+
+  function readInChunks(text: string, size: number, fields = FIELDS, encoding?: 'utf8' | 'latin1') {
+    const seen: { values: (string | undefined)[]; line: number }[] = [];
+    const reader = new Deb822RecordReader(
+      'x',
+      fields,
+      (values, line) => seen.push({ values: [...values], line }),
+      encoding,
+    );
+    const bytes = Buffer.from(text, 'utf8');
+    // One buffer reused for every chunk, as the xz decoder does.
+    const chunk = Buffer.alloc(size);
+    for (let i = 0; i < bytes.length; i += size) {
+      const n = bytes.copy(chunk, 0, i, i + size);
+      reader.write(chunk.subarray(0, n));
+      chunk.fill(0x41);
+    }
+    reader.end();
+    return seen;
+  }
+
+  it.each([1, 2, 3, 5, 7, 16, 64, 1000])('reads the same records in chunks of %i bytes', (size) => {
+    expect(readInChunks(TEXT, size)).toEqual(EXPECTED);
+  });
+
+  it('matches scanDeb822Records on the whole text', () => {
+    const whole: { values: (string | undefined)[]; line: number }[] = [];
+    scanDeb822Records(TEXT, 'x', FIELDS, (values, line) => whole.push({ values: [...values], line }));
+    expect(whole).toEqual(EXPECTED);
+  });
+
+  it('hands out each paragraph once a chunk holds the break after it, before end', () => {
+    const seen: string[] = [];
+    const reader = new Deb822RecordReader('x', ['package'], (values) => seen.push(values[0]!));
+    reader.write(Buffer.from('Package: a\n\nPack'));
+    expect(seen).toEqual(['a']);
+    reader.write(Buffer.from('age: b\n'));
+    expect(seen).toEqual(['a']);
+    reader.write(Buffer.from('Version: 2\n\nPackage: c\n'));
+    expect(seen).toEqual(['a', 'b']);
+    reader.end();
+    expect(seen).toEqual(['a', 'b', 'c']);
+  });
+
+  it.each([1, 4, 9, 1000])('counts lines across chunks of %i bytes in errors', (size) => {
+    const text = 'Package: a\n\nPackage: b\nVersion: 1\n\n\nPackage: c\nno colon\n';
+    expect(() => readInChunks(text, size)).toThrow(/^x:8: expected 'Field: value', got 'no colon'$/);
+    const duplicate = 'Package: a\n\n\nPackage: b\nVersion: 1\npackage: c\n';
+    expect(() => readInChunks(duplicate, size)).toThrow(/^x:6: duplicate field 'package'$/);
+  });
+
+  it('decodes kept values as UTF-8 or one character per byte', () => {
+    const text = 'Package: j\u00f6rg\n';
+    expect(readInChunks(text, 3, ['package'], 'utf8')[0]?.values).toEqual(['j\u00f6rg']);
+    expect(readInChunks(text, 3, ['package'], 'latin1')[0]?.values).toEqual(['j\u00c3\u00b6rg']);
   });
 });

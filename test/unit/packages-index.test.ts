@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isRootcastError } from '../../src/core/errors.js';
-import { parsePackagesIndex, relationTargets } from '../../src/distro/deb/packages-index.js';
+import {
+  PackagesIndexParser,
+  parsePackagesIndex,
+  relationTargets,
+} from '../../src/distro/deb/packages-index.js';
 import type { BinaryPackage } from '../../src/distro/deb/types.js';
 
 const SHA_A = 'a'.repeat(64);
@@ -131,6 +135,40 @@ describe('parsePackagesIndex', () => {
       .map((name) => stanza({ ...BASE, Package: name, 'X-Unknown': 'whatever' }))
       .join('\n\n');
     expect(parsePackagesIndex(text, 'r').map((p) => p.name)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('reads an index fed in chunks of any size as it reads the whole', () => {
+    const text = ['a', 'b', 'c', 'd']
+      .map((name, i) =>
+        stanza({
+          ...BASE,
+          Package: name,
+          Maintainer: 'J\u00f6rg <j@example.org>',
+          Depends: i > 0 ? 'a (>= 1), b | c' : 'libc6',
+          Priority: i % 2 ? 'Required' : 'optional',
+          Section: 'libs',
+        }),
+      )
+      .join('\n\n');
+    const bytes = Buffer.from(text, 'utf8');
+    const whole = parsePackagesIndex(bytes, 'r').map(materialise);
+    expect(whole.map((p) => [p.name, p.priority, p.section])).toEqual([
+      ['a', 'optional', 'libs'],
+      ['b', 'required', 'libs'],
+      ['c', 'optional', 'libs'],
+      ['d', 'required', 'libs'],
+    ]);
+    expect(parsePackagesIndex(text, 'r').map(materialise)).toEqual(whole);
+    for (const size of [1, 3, 10, 100, 333]) {
+      const parser = new PackagesIndexParser('r');
+      const chunk = Buffer.alloc(size);
+      for (let i = 0; i < bytes.length; i += size) {
+        const n = bytes.copy(chunk, 0, i, i + size);
+        parser.write(chunk.subarray(0, n));
+        chunk.fill(0x20);
+      }
+      expect(parser.end().map(materialise)).toEqual(whole);
+    }
   });
 
   it('returns no packages for an empty index', () => {

@@ -14,10 +14,11 @@ import { RootcastError } from '../../core/errors.js';
  * are skipped (field names may not start with `#`); CRLF line ends are accepted. A field
  * repeated within one paragraph is an error, as in dpkg.
  *
- * Speed: a Packages index is ~60k paragraphs and ~50 MB, so the scanner is one forward pass
- * with `indexOf` and char codes, never a regular expression per line, and fields a caller
- * does not ask for are never sliced out. Returned strings may be slices of `text` and keep
- * it alive while they live.
+ * Speed and memory: a Packages index is ~60k paragraphs and ~57 MB, so the scanner is one
+ * forward pass over bytes with `indexOf`, never a regular expression per line; fields a
+ * caller does not ask for are never decoded, and each kept value is decoded into a string
+ * of its own (never a slice that would keep a whole text alive). `Deb822RecordReader` takes
+ * an index in chunks as it is decompressed, so the whole text never exists at once.
  */
 export type Deb822Paragraph = Map<string, string>;
 
@@ -34,6 +35,7 @@ const CR = 13;
 const SPACE = 32;
 const TAB = 9;
 const HASH = 35;
+const COLON = 58;
 
 // Field names repeat ~60k times per index; caching their lower-case form skips a
 // toLowerCase allocation per field. Bounded so hostile input cannot grow it forever.
@@ -64,10 +66,10 @@ function malformed(source: string, line: number, reason: string): RootcastError 
 /** Receives one paragraph's fields, then its end. Used only inside this module. */
 interface Sink {
   /**
-   * Decides whether the field named `text[start, end)` is kept: returns an id (>= 0) for it,
-   * or -1 to skip it without slicing anything.
+   * Decides whether the field named `bytes[start, end)` is kept: returns an id (>= 0) for it,
+   * or -1 to skip it without decoding anything.
    */
-  select(text: string, start: number, end: number): number;
+  select(bytes: Buffer, start: number, end: number): number;
   /** Returns false when the field `id` is already set in the current paragraph. */
   field(id: number, value: string): boolean;
   /** `line` is the 1-based line on which the paragraph started. */
@@ -76,16 +78,24 @@ interface Sink {
   nameOf(id: number): string;
 }
 
-/** The one scanner behind every entry point. */
-function scan(text: string, source: string, sink: Sink): void {
-  const length = text.length;
+/** How kept values are decoded from bytes: UTF-8, or one character per byte (see `Deb822RecordReader`). */
+export type Deb822Encoding = 'utf8' | 'latin1';
+
+/**
+ * The one scanner behind every entry point. It reads bytes, not a string, so that a large
+ * index never has to exist as one string: only the values kept are decoded, each into a
+ * fresh string that holds no reference to the input. `lineBase` is the number of lines
+ * before `bytes` (for messages); returns it plus the lines scanned.
+ */
+function scan(bytes: Buffer, lineBase: number, source: string, encoding: Deb822Encoding, sink: Sink): number {
+  const length = bytes.length;
   let inParagraph = false;
   let paragraphLine = 0;
   let field = -1;
   let fieldLine = 0;
   let value = '';
   let skipping = false;
-  let lineNo = 0;
+  let lineNo = lineBase;
   let pos = 0;
 
   const flush = (): void => {
@@ -103,63 +113,62 @@ function scan(text: string, source: string, sink: Sink): void {
 
   while (pos < length) {
     lineNo++;
-    let next = text.indexOf('\n', pos);
+    let next = bytes.indexOf(LF, pos);
     if (next < 0) next = length;
     let end = next;
-    if (end > pos && text.charCodeAt(end - 1) === CR) end--;
-    const first = pos < end ? text.charCodeAt(pos) : LF;
+    if (end > pos && bytes[end - 1] === CR) end--;
+    const first = pos < end ? bytes[pos] : LF;
 
     if (first === SPACE || first === TAB) {
       let s = pos + 1;
-      while (s < end && isBlankCode(text.charCodeAt(s))) s++;
+      while (s < end && isBlankCode(bytes[s]!)) s++;
       if (s === end) {
         endParagraph();
       } else if (field >= 0) {
         let e = end;
-        while (e > s && isBlankCode(text.charCodeAt(e - 1))) e--;
-        value = value + '\n' + text.slice(pos + 1, e);
+        while (e > s && isBlankCode(bytes[e - 1]!)) e--;
+        value = value + '\n' + bytes.toString(encoding, pos + 1, e);
       } else if (!skipping) {
         throw malformed(source, lineNo, 'continuation line without a field');
       }
     } else if (first === LF) {
       endParagraph();
     } else if (first !== HASH) {
-      const colon = text.indexOf(':', pos);
-      if (colon < 0 || colon >= end || colon === pos) {
-        throw malformed(
-          source,
-          lineNo,
-          `expected 'Field: value', got '${text.slice(pos, Math.min(end, pos + 60))}'`,
-        );
+      let colon = pos;
+      while (colon < end && bytes[colon] !== COLON) colon++;
+      if (colon >= end || colon === pos) {
+        const got = bytes.toString(encoding, pos, Math.min(end, pos + 60));
+        throw malformed(source, lineNo, `expected 'Field: value', got '${got}'`);
       }
       flush();
       if (!inParagraph) {
         inParagraph = true;
         paragraphLine = lineNo;
       }
-      const id = sink.select(text, pos, colon);
+      const id = sink.select(bytes, pos, colon);
       if (id < 0) {
         skipping = true;
       } else {
         skipping = false;
         let s = colon + 1;
-        while (s < end && isBlankCode(text.charCodeAt(s))) s++;
+        while (s < end && isBlankCode(bytes[s]!)) s++;
         let e = end;
-        while (e > s && isBlankCode(text.charCodeAt(e - 1))) e--;
+        while (e > s && isBlankCode(bytes[e - 1]!)) e--;
         field = id;
         fieldLine = lineNo;
-        value = s === e ? '' : text.slice(s, e);
+        value = s === e ? '' : bytes.toString(encoding, s, e);
       }
     }
     pos = next + 1;
   }
   endParagraph();
+  return lineNo;
 }
 
-/** ASCII case-insensitive `text[start, start + lower.length) === lower`; `lower` is lower-case. */
-function equalsLower(text: string, start: number, lower: string): boolean {
+/** ASCII case-insensitive `bytes[start, start + lower.length) === lower`; `lower` is lower-case. */
+function equalsLower(bytes: Buffer, start: number, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) {
-    let c = text.charCodeAt(start + i);
+    let c = bytes[start + i]!;
     if (c >= 65 && c <= 90) c += 32;
     if (c !== lower.charCodeAt(i)) return false;
   }
@@ -183,9 +192,9 @@ export function parseDeb822(
   const names: string[] = [];
   const ids = new Map<string, number>();
   let current = new Map<string, string>();
-  scan(text, source, {
-    select(t, start, end) {
-      const name = lowerName(t.slice(start, end));
+  scan(Buffer.from(text, 'utf8'), 0, source, 'utf8', {
+    select(bytes, start, end) {
+      const name = lowerName(bytes.toString('utf8', start, end));
       if (keep !== undefined && !keep.has(name)) return -1;
       let id = ids.get(name);
       if (id === undefined) {
@@ -225,10 +234,8 @@ export function parseDeb822Single(text: string, source = '<deb822>'): Deb822Para
 }
 
 /**
- * The fast path for large indexes: for each paragraph, calls `onRecord(values, line)` where
- * `values[i]` is the value of `fields[i]` (lower-case names) or undefined when absent, and
- * `line` is where the paragraph starts. `values` is one array reused for every paragraph:
- * read it during the call and copy out what you keep. Same errors as `parseDeb822`.
+ * For each paragraph of `text`, calls `onRecord(values, line)` as `Deb822RecordReader` does.
+ * Values are sliced as UTF-8, so they equal the substrings of `text`.
  */
 export function scanDeb822Records(
   text: string,
@@ -236,31 +243,120 @@ export function scanDeb822Records(
   fields: readonly string[],
   onRecord: (values: readonly (string | undefined)[], line: number) => void,
 ): void {
-  // Candidates by name length: a line's field name is matched in place, so the ~20 fields a
-  // stanza has cost no allocation unless they are kept.
-  const byLength: number[][] = [];
-  for (const [i, name] of fields.entries()) {
-    const list = byLength[name.length] ?? [];
-    list.push(i);
-    byLength[name.length] = list;
+  const reader = new Deb822RecordReader(source, fields, onRecord, 'utf8');
+  reader.write(Buffer.from(text, 'utf8'));
+  reader.end();
+}
+
+/**
+ * The fast path for large indexes, fed in chunks as they are decoded: for each paragraph,
+ * calls `onRecord(values, line)` where `values[i]` is the value of `fields[i]` (lower-case
+ * names) or undefined when absent, and `line` is where the paragraph starts. `values` is one
+ * array reused for every paragraph: read it during the call and copy out what you keep.
+ * Same errors as `parseDeb822`, thrown by the `write` or `end` that reaches the bad line.
+ *
+ * Lifecycle: `write` each chunk in order (the reader copies what it keeps, so a chunk
+ * buffer may be reused as soon as `write` returns), then `end` once. Paragraphs are
+ * handed out as soon as a chunk holds an empty line after them, so the reader holds at
+ * most the text since the last paragraph break, never the whole input. `encoding` decodes
+ * the kept values: `latin1` makes one character per byte, which is what the indexes' kept
+ * fields (ASCII by Debian policy) need and costs V8 half the memory of UTF-16 strings.
+ */
+export class Deb822RecordReader {
+  readonly #source: string;
+  readonly #encoding: Deb822Encoding;
+  readonly #sink: Sink;
+  /** Copies of the chunks since the last paragraph break, in order. */
+  #pending: Buffer[] = [];
+  #lines = 0;
+  #ended = false;
+
+  constructor(
+    source: string,
+    fields: readonly string[],
+    onRecord: (values: readonly (string | undefined)[], line: number) => void,
+    encoding: Deb822Encoding = 'latin1',
+  ) {
+    this.#source = source;
+    this.#encoding = encoding;
+    // Candidates by name length: a line's field name is matched in place, so the ~20 fields
+    // a stanza has cost no allocation unless they are kept.
+    const byLength: number[][] = [];
+    for (const [i, name] of fields.entries()) {
+      const list = byLength[name.length] ?? [];
+      list.push(i);
+      byLength[name.length] = list;
+    }
+    const values: (string | undefined)[] = new Array(fields.length).fill(undefined);
+    this.#sink = {
+      select(bytes, start, end) {
+        const candidates = byLength[end - start];
+        if (candidates === undefined) return -1;
+        for (const slot of candidates) if (equalsLower(bytes, start, fields[slot]!)) return slot;
+        return -1;
+      },
+      field(slot, value) {
+        if (values[slot] !== undefined) return false;
+        values[slot] = value;
+        return true;
+      },
+      end(line) {
+        onRecord(values, line);
+        values.fill(undefined);
+      },
+      nameOf: (slot) => fields[slot]!,
+    };
   }
-  const values: (string | undefined)[] = new Array(fields.length).fill(undefined);
-  scan(text, source, {
-    select(t, start, end) {
-      const candidates = byLength[end - start];
-      if (candidates === undefined) return -1;
-      for (const slot of candidates) if (equalsLower(t, start, fields[slot]!)) return slot;
-      return -1;
-    },
-    field(slot, value) {
-      if (values[slot] !== undefined) return false;
-      values[slot] = value;
-      return true;
-    },
-    end(line) {
-      onRecord(values, line);
-      values.fill(undefined);
-    },
-    nameOf: (slot) => fields[slot]!,
-  });
+
+  write(chunk: Uint8Array): void {
+    if (this.#ended) throw new Error('Deb822RecordReader: write after end');
+    let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.#pending.length > 0) {
+      // Only the paragraph cut at the previous chunk's end is copied together; the rest of
+      // this chunk is scanned in place (no chunk-sized copy per chunk).
+      const first = paragraphBreak(bytes, 'first');
+      if (first < 0) {
+        this.#pending.push(Buffer.from(bytes));
+        return;
+      }
+      this.#scan(Buffer.concat([...this.#pending, bytes.subarray(0, first)]));
+      this.#pending = [];
+      bytes = bytes.subarray(first);
+    }
+    const last = paragraphBreak(bytes, 'last');
+    if (last > 0) this.#scan(bytes.subarray(0, last));
+    if (last < bytes.length) this.#pending.push(Buffer.from(bytes.subarray(Math.max(last, 0))));
+  }
+
+  #scan(bytes: Buffer): void {
+    this.#lines = scan(bytes, this.#lines, this.#source, this.#encoding, this.#sink);
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const rest = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#scan(rest);
+  }
+}
+
+/**
+ * Where `bytes` can be cut so that everything before is whole paragraphs: just after the
+ * first or last line that is empty (or only a CR) and ends in `bytes`; -1 when there is
+ * none. Lines of blanks also end a paragraph, but are not looked for: a missed break only
+ * means the cut comes later.
+ */
+function paragraphBreak(bytes: Buffer, which: 'first' | 'last'): number {
+  if (which === 'last') {
+    const lf = bytes.lastIndexOf('\n\n');
+    const crlf = bytes.lastIndexOf('\n\r\n');
+    if (lf < 0 && crlf < 0) return -1;
+    return lf > crlf ? lf + 2 : crlf + 3;
+  }
+  const lf = bytes.indexOf('\n\n');
+  const crlf = bytes.indexOf('\n\r\n');
+  if (lf < 0 && crlf < 0) return -1;
+  if (crlf < 0 || (lf >= 0 && lf < crlf)) return lf + 2;
+  return crlf + 3;
 }

@@ -1,5 +1,5 @@
 import { describeError, RootcastError } from '../../core/errors.js';
-import { scanDeb822Records } from './deb822.js';
+import { Deb822RecordReader } from './deb822.js';
 import {
   type NameSink,
   parseProvides,
@@ -33,7 +33,7 @@ const FIELDS = [
 ] as const;
 
 /**
- * Turns the text of a binary Packages index (already verified against its Release file and
+ * Turns a binary Packages index (already verified against its Release file and
  * decompressed) into `BinaryPackage` records, in index order.
  *
  * Every stanza must name its package, version, architecture, `.deb` path, size and SHA256:
@@ -48,16 +48,50 @@ const FIELDS = [
  * first time it is read (then keeps the result), because a resolve reads the relations of
  * a few hundred of an index's ~60k packages. So a syntax error in a relation field is
  * thrown as `INDEX_MALFORMED` (naming the package and field) by the property access that
- * first reads it, not by this function, and a package whose relations are never read is
+ * first reads it, not by the parser, and a package whose relations are never read is
  * never checked. `relationTargets` reads the names a package relates to without parsing
  * (all the resolver needs from most packages).
+ *
+ * Lifecycle: `write` the index's bytes in order, in chunks of any size (as they come out of
+ * the decompressor; a chunk may be reused once `write` returns), then call `end` once for
+ * the records. Memory: a record holds only the fields above, each a string of its own, and
+ * the few distinct values of Architecture, Priority and Section are shared, so the parser
+ * never holds the index text beyond the current paragraph. Bytes are read one character per
+ * byte (latin1): every field kept is ASCII by Debian policy; only Description and
+ * Maintainer carry UTF-8, and they are never decoded.
  */
-export function parsePackagesIndex(text: string, repositoryId: string): BinaryPackage[] {
-  const packages: BinaryPackage[] = [];
-  scanDeb822Records(text, `Packages index of ${repositoryId}`, FIELDS, (v, line) => {
-    packages.push(toBinaryPackage(v, repositoryId, line));
-  });
-  return packages;
+export class PackagesIndexParser {
+  readonly #packages: BinaryPackage[] = [];
+  readonly #reader: Deb822RecordReader;
+
+  constructor(repositoryId: string, encoding: 'latin1' | 'utf8' = 'latin1') {
+    const packages = this.#packages;
+    const shared = new Map<string, string>();
+    this.#reader = new Deb822RecordReader(
+      `Packages index of ${repositoryId}`,
+      FIELDS,
+      (v, line) => {
+        packages.push(toBinaryPackage(v, repositoryId, line, shared));
+      },
+      encoding,
+    );
+  }
+
+  write(chunk: Uint8Array): void {
+    this.#reader.write(chunk);
+  }
+
+  end(): BinaryPackage[] {
+    this.#reader.end();
+    return this.#packages;
+  }
+}
+
+/** Parses a whole index held in memory; a string is read as the text it is (UTF-16). */
+export function parsePackagesIndex(text: string | Uint8Array, repositoryId: string): BinaryPackage[] {
+  const parser = new PackagesIndexParser(repositoryId, typeof text === 'string' ? 'utf8' : 'latin1');
+  parser.write(typeof text === 'string' ? Buffer.from(text, 'utf8') : text);
+  return parser.end();
 }
 
 /**
@@ -81,6 +115,7 @@ function toBinaryPackage(
   v: readonly (string | undefined)[],
   repositoryId: string,
   line: number,
+  shared: Map<string, string>,
 ): BinaryPackage {
   const name = v[0];
   if (!name) throw malformed(repositoryId, `the stanza at line ${line}`, 'has no Package field');
@@ -96,13 +131,25 @@ function toBinaryPackage(
     v,
     name,
     version,
-    architecture,
+    share(shared, architecture),
     parseMultiArch(v[3], repositoryId, name),
     filename,
     size,
     sha256,
     repositoryId,
+    shared,
   );
+}
+
+// Architecture, Priority and Section take a few dozen values over ~60k records: one string
+// each instead of one per record. Bounded so hostile input cannot grow it without limit.
+const SHARED_LIMIT = 1024;
+
+function share(shared: Map<string, string>, value: string): string {
+  const known = shared.get(value);
+  if (known !== undefined) return known;
+  if (shared.size < SHARED_LIMIT) shared.set(value, value);
+  return value;
 }
 
 /**
@@ -141,18 +188,19 @@ class IndexPackage implements BinaryPackage {
     size: number,
     sha256: string,
     repository: string,
+    shared: Map<string, string>,
   ) {
     this.name = name;
     this.version = version;
     this.architecture = architecture;
     this.multiArch = multiArch;
     this.essential = v[4] !== undefined && v[4].toLowerCase() === 'yes';
-    this.priority = v[5] ? v[5].toLowerCase() : 'optional';
+    this.priority = v[5] ? share(shared, v[5].toLowerCase()) : 'optional';
     this.filename = filename;
     this.size = size;
     this.sha256 = sha256;
     this.repository = repository;
-    if (v[6]) (this as { section?: string }).section = v[6];
+    if (v[6]) (this as { section?: string }).section = share(shared, v[6]);
     if (v[7]) (this as { source?: string }).source = v[7];
     this.#preDepends = v[8] || undefined;
     this.#depends = v[9] || undefined;

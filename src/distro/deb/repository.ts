@@ -4,6 +4,7 @@ import { gunzip } from 'node:zlib';
 import { xz } from '@napi-rs/lzma';
 import type { Key } from 'openpgp';
 import pLimit from 'p-limit';
+import { hasNativeCalls, nativeCalls } from '../../assemble/native.js';
 import { writeFileAtomic } from '../../core/atomic.js';
 import type { Context } from '../../core/context.js';
 import { storePaths } from '../../core/context.js';
@@ -13,17 +14,17 @@ import { HttpClient } from '../../fetch/http.js';
 import type { RecipeSource } from '../../recipe/types.js';
 import {
   compressedIndexPath,
-  encodePlainIndex,
+  PlainIndexCopy,
   plainIndexPath,
   readCompressedIndex,
   readPlainIndex,
   type SignedFile,
 } from './index-cache.js';
-import { parsePackagesIndex } from './packages-index.js';
+import { PackagesIndexParser } from './packages-index.js';
 import { parseRelease } from './release.js';
 import { checkReleaseDates, checkReleaseSuite, pinPriority } from './release-checks.js';
 import type { VerifiedRelease } from './signature.js';
-import type { ReleaseInfo, RepoIndex } from './types.js';
+import type { BinaryPackage, ReleaseInfo, RepoIndex } from './types.js';
 
 /**
  * The Debian repository client: turns recipe sources into verified, parsed indexes.
@@ -33,6 +34,8 @@ import type { ReleaseInfo, RepoIndex } from './types.js';
  * checks its Date and Valid-Until against `ctx.now()`, and then, for each component, the
  * compressed Packages index the Release lists, checked against the Release's size and
  * sha256 before it is decompressed and parsed. Nothing unverified is ever parsed or stored.
+ * An index is parsed as it is decompressed, a chunk at a time, so its ~57 MB of text
+ * never exists whole in memory (the peak of a lock from an empty store).
  *
  * Store layout (under `ctx.store`):
  * - `indexes/sha256/<hex>`: compressed Packages indexes, named by the sha256 the signed
@@ -188,13 +191,12 @@ async function loadSuite(
   const indexes = await Promise.all(
     source.components.map(async (component): Promise<RepoIndex> => {
       const id = `${suite}/${component}`;
-      const text = await loadPackagesText(base, release, component, arch, fetched.url, env, writes);
       return {
         id,
         repository: { id, uriTemplate: source.uriTemplate, uri: source.uri, suite, component, arch },
         release,
         pin: pinPriority(release),
-        packages: parsePackagesIndex(text, id),
+        packages: await loadPackages(id, base, release, component, arch, fetched.url, env, writes),
       };
     }),
   );
@@ -247,13 +249,15 @@ async function fetchRelease(base: string, keys: Promise<Key[]>, env: SuiteEnv): 
 }
 
 /**
- * The text of one component's Packages index. Warm path: the decompressed copy in the
- * store, checked against the sha256 the Release gives the plain `Packages` file (no xz).
- * Otherwise the compressed index (from the store or the mirror, checked against its own
- * signed hash) is decompressed, and, when the Release lists the plain file and the text
- * matches it, a decompressed copy is queued for the store.
+ * The records of one component's Packages index. Warm path: the decompressed copy in the
+ * store, parsed as it streams out and counted only if it matches the sha256 the Release
+ * gives the plain `Packages` file (no xz). Otherwise the compressed index (from the store
+ * or the mirror, checked against its own signed hash) is decompressed and parsed chunk by
+ * chunk, and, when the Release lists the plain file and the bytes match it, a
+ * decompressed copy is queued for the store.
  */
-async function loadPackagesText(
+async function loadPackages(
+  id: string,
   base: string,
   release: ReleaseInfo,
   component: string,
@@ -261,19 +265,26 @@ async function loadPackagesText(
   releaseUrl: string,
   env: SuiteEnv,
   writes: PendingWrite[],
-): Promise<string> {
+): Promise<BinaryPackage[]> {
   const { ctx } = env;
   const plainEntry = signedEntry(release, `${component}/binary-${arch}/Packages`, releaseUrl);
   if (plainEntry) {
-    const cached = await readPlainIndex(ctx.store, plainEntry, ctx.reporter);
-    if (cached) return indexText(cached);
+    const parser = new PackagesIndexParser(id);
+    if (await readPlainIndex(ctx.store, plainEntry, ctx.reporter, parser)) return parser.end();
   }
   const compressed = await loadPackagesFile(base, release, component, arch, releaseUrl, env);
   if (compressed.fresh) writes.push({ path: compressed.cachePath, data: compressed.data });
-  const plain = await decompress(compressed.data, compressed.path, base);
-  if (plainEntry && plain !== compressed.data) {
-    if (plain.length === plainEntry.size && sha256Hex(plain) === plainEntry.sha256) {
-      writes.push({ path: plainIndexPath(ctx.store, plainEntry), data: encodePlainIndex(plain) });
+  const parser = new PackagesIndexParser(id);
+  const copy = plainEntry && plainEntry.path !== compressed.path ? new PlainIndexCopy(plainEntry) : undefined;
+  await decompress(compressed.data, compressed.path, base, (chunk) => {
+    copy?.write(chunk);
+    parser.write(chunk);
+  });
+  const packages = parser.end();
+  if (plainEntry && copy) {
+    const data = copy.finish();
+    if (data) {
+      writes.push({ path: plainIndexPath(ctx.store, plainEntry), data });
     } else {
       // The signed compressed file is what apt trusts too; only the shortcut is lost.
       ctx.reporter.log(
@@ -282,19 +293,7 @@ async function loadPackagesText(
       );
     }
   }
-  return indexText(plain);
-}
-
-/**
- * The index as a string, one character per byte (latin1). Every field the parser keeps
- * (names, versions, relations, file names, hashes) is ASCII by Debian policy, and ASCII
- * decodes the same either way; only Description and Maintainer carry UTF-8, and they are
- * never read. Decoding as UTF-8 would make V8 store the whole ~50 MB text two bytes per
- * character as soon as one maintainer's name is not ASCII: latin1 halves the index's
- * largest allocation, which is most of a lock's peak memory.
- */
-function indexText(bytes: Buffer): string {
-  return bytes.toString('latin1');
+  return packages;
 }
 
 /** The Release's entry for `path`, if listed; a listed entry with a malformed hash throws. */
@@ -369,13 +368,42 @@ async function loadPackagesFile(
   return { path: entry.path, cachePath, data, fresh: true };
 }
 
-/** Decompresses by file name; a plain index comes back as the same buffer. */
-async function decompress(data: Buffer, path: string, base: string): Promise<Buffer> {
+/** xz output is handed on in slices of this size when the native decoder is available. */
+const XZ_CHUNK = 1 << 20;
+
+/**
+ * Decompresses by file name, handing the bytes to `onChunk` in order (a plain index is
+ * one chunk). xz streams through the system liblzma when the native addon is built (the
+ * chunk buffer is reused: `onChunk` must consume it before returning); otherwise, and for
+ * gzip, the whole output is decoded first. Errors `onChunk` throws pass through unchanged.
+ */
+async function decompress(
+  data: Buffer,
+  path: string,
+  base: string,
+  onChunk: (chunk: Buffer) => void,
+): Promise<void> {
+  let decoded: Buffer;
+  // Set when `onChunk` threw inside the native decoder, so its error is not taken for xz's.
+  let rejected: { error: unknown } | undefined;
   try {
-    if (path.endsWith('.xz')) return await xz.decompress(data);
-    if (path.endsWith('.gz')) return await gunzipAsync(data);
-    return data;
+    if (path.endsWith('.xz') && hasNativeCalls()) {
+      const chunk = Buffer.allocUnsafe(XZ_CHUNK);
+      nativeCalls().xzDecode(data, chunk, (bytes) => {
+        try {
+          onChunk(chunk.subarray(0, bytes));
+        } catch (error) {
+          rejected = { error };
+          throw error;
+        }
+      });
+      return;
+    }
+    if (path.endsWith('.xz')) decoded = await xz.decompress(data);
+    else if (path.endsWith('.gz')) decoded = await gunzipAsync(data);
+    else decoded = data;
   } catch (error) {
+    if (rejected !== undefined) throw rejected.error;
     throw new RootcastError({
       code: 'INDEX_MALFORMED',
       message: `${base}/${path} matches its signed hash but cannot be decompressed: ${describeError(error)}`,
@@ -383,6 +411,7 @@ async function decompress(data: Buffer, path: string, base: string): Promise<Buf
       cause: error,
     });
   }
+  onChunk(decoded);
 }
 
 function recodeIndexError(error: unknown, url: string): unknown {
