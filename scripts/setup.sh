@@ -11,7 +11,7 @@ need_apt=()
 if [ "$mode" = test ]; then
   for tool in mmdebstrap:mmdebstrap dpkg:dpkg xz:xz-utils gpg:gpg skopeo:skopeo umoci:umoci getfattr:attr \
     flock:util-linux setpriv:util-linux docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl \
-    podman:podman lxc-execute:lxc mksquashfs:squashfs-tools mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs zstd:zstd; do
+    podman:podman lxc-execute:lxc mksquashfs:squashfs-tools mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs zstd:zstd ip:iproute2 ssh-keygen:openssh-client; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
   done
 fi

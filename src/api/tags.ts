@@ -6,7 +6,9 @@ import {
   type RemoveResult,
   readTemplateHistory,
   removeTemplate as removeFromIndex,
+  withoutTemplate,
 } from '../store/history.js';
+import { readIndex } from '../store/layout.js';
 import { parseTemplateRef, readTemplate } from '../store/template-query.js';
 import { tagTemplate as tagInStore } from '../store/templates.js';
 
@@ -83,5 +85,22 @@ export async function tagTemplate(
 /** `rootcast rmi TEMPLATE`: see `withoutTemplate` in store/history.ts. */
 export async function removeTemplate(ref: string, options: ContextOptions = {}): Promise<RemoveResult> {
   const { store } = createContext(options);
-  return removeFromIndex(store, parseTemplateRef(ref));
+  const target = parseTemplateRef(ref);
+  // A manifest that would leave the index while containers use it is refused (gc keeps it anyway).
+  const { templatesInUse } = await import('../runtime/record.js');
+  const inUse = templatesInUse(store).digests;
+  if (inUse.size > 0) {
+    const preview = withoutTemplate(await readIndex(store), target);
+    const left = new Set(preview.index.manifests.map((d) => d.digest));
+    for (const e of preview.result.removed) {
+      const users = left.has(e.digest) ? undefined : inUse.get(e.digest);
+      if (users)
+        throw inputError(
+          'TEMPLATE_IN_USE',
+          `${ref} (${e.digest}) is used by container(s) ${users.join(', ')}`,
+          `Remove them first: rootcast rm ${users.join(' ')}`,
+        );
+    }
+  }
+  return removeFromIndex(store, target);
 }

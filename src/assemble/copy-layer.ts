@@ -102,7 +102,7 @@ export function collectUpper(tree: string, before: TreeSnapshot, upper: string):
     stats.changed++;
     if (st.isDirectory()) {
       // A directory that replaced another (new inode) hides everything the parent had there.
-      const replaced = was !== undefined && was.directory && was.ino !== st.ino;
+      const replaced = was?.directory === true && was.ino !== st.ino;
       if (replaced || underOpaque) opaqueDirs.add(rel);
       ensureDir(parent);
       if (!made.has(rel)) ensureDir(rel, replaced);

@@ -5,8 +5,9 @@ import { registerBuild } from './build.js';
 import { registerFetch } from './fetch.js';
 import { registerLock } from './lock.js';
 import { registerMaintenanceVerbs } from './maintenance.js';
-import { registerRegistryVerbs } from './registry.js';
 import { reportError } from './output.js';
+import { registerRegistryVerbs } from './registry.js';
+import { registerRuntimeVerbs } from './runtime.js';
 import { registerSchema } from './schema.js';
 import { registerTagVerbs } from './tags.js';
 import { registerTemplateVerbs } from './templates.js';
@@ -35,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
   registerTagVerbs(program, setExit);
   registerRegistryVerbs(program, setExit);
   registerSchema(program, setExit);
+  registerRuntimeVerbs(program, setExit);
 
   try {
     await program.parseAsync(argv);

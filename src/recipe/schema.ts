@@ -205,7 +205,8 @@ export const recipeSchema = z
       .record(z.string().min(1), z.string())
       .default({})
       .meta({
-        description: 'OCI image labels written into the template config (config.Labels), kept by every export.',
+        description:
+          'OCI image labels written into the template config (config.Labels), kept by every export.',
         examples: [{ 'org.opencontainers.image.description': 'Debian 12 with nginx' }],
       }),
     values: z

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { storePaths } from '../core/context.js';
 import { digestHex, isSha256Hex, SHA256_PREFIX } from '../core/digest.js';
 import { isRootcastError } from '../core/errors.js';
+import { templatesInUse } from '../runtime/record.js';
 import { openBlobStore } from './blob-store.js';
 import { digestsIn, findDeadTemporaries, removePath } from './fsck.js';
 import { readIndex } from './layout.js';
@@ -17,7 +18,8 @@ import {
 import { storeLayout } from './paths.js';
 
 /**
- * `rootcast gc`: mark and sweep. Everything reachable from `index.json` is kept: each manifest
+ * `rootcast gc`: mark and sweep. Everything reachable from `index.json` or from a container's
+ * record (`<store>/containers/<name>/container.json`) is kept: each manifest
  * (tagged or not), every digest it names (config, layers, lock, any annotation that is a
  * digest), the unpacked layers of its config's `diff_ids`, and the packages its lock lists.
  * Everything else under `blobs/`, `layers/`, `packages/` (unless `keepPackages`), `indexes/`
@@ -135,6 +137,15 @@ export async function markReachable(store: string): Promise<Reachable> {
   for (const descriptor of (await readIndex(store)).manifests) {
     await visitManifest(descriptor.digest, descriptor.annotations?.[ANNOTATION.refName] ?? descriptor.digest);
   }
+  // A template a container uses is kept, tagged or not; an unreadable record keeps everything.
+  const inUse = templatesInUse(store);
+  if (inUse.problems.length > 0) {
+    r.allBlobs = r.allLayers = r.allPackages = true;
+    r.warnings.push(...inUse.problems.map((p) => `container record unreadable, keeping everything: ${p}`));
+  }
+  for (const [digest, names] of inUse.digests) await visitManifest(digest, `container ${names.join(', ')}`);
+  for (const diffId of inUse.diffIds)
+    if (isSha256Hex(diffId.slice(SHA256_PREFIX.length))) r.layers.add(digestHex(diffId));
   return r;
 }
 

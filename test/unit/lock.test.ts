@@ -27,7 +27,7 @@ function loadedRecipe(digest = `sha256:${HEX('d')}`): LoadedRecipe {
       files: [],
       steps: [],
       values: {},
-    labels: {},
+      labels: {},
     },
     sourceUriTemplates: ['{{mirror.debian}}'],
     digest,

@@ -1,0 +1,304 @@
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
+import { sha256Hex } from '../core/digest.js';
+import { describeError, RootcastError } from '../core/errors.js';
+import { storeLayout, temporaryName } from '../store/paths.js';
+import { loadDriver } from './drivers.js';
+import { runtimeLayout } from './paths.js';
+import { type ContainerRecord, currentProcess, isProcessRunning } from './record.js';
+import { initArguments, RUN_INIT_SCRIPT } from './run-init.js';
+
+/**
+ * Running a command in a container: `setpriv --pdeathsig KILL -- unshare --mount --pid --ipc
+ * --uts [--net] --fork --kill-child --propagation private -- /bin/sh init.sh …`, with
+ * stdin, stdout and stderr passed through (a terminal included) and the command's exit status
+ * returned.
+ *
+ * Nothing is ever mounted in the host's namespace: every mount lives in the run's private
+ * mount namespace and goes with it. If rootcast dies, however it dies, setpriv's parent-death
+ * signal kills unshare, `--kill-child` kills the namespace's init, and the kernel kills
+ * everything else in the pid namespace: no process and no mount outlives the run.
+ *
+ * One run at a time per container: `containers/<name>/running` (created exclusively, holding
+ * this process's pid and start time) claims it; a claim whose process is gone is taken over.
+ * Another run gets `CONTAINER_BUSY`, `rm` gets `CONTAINER_RUNNING`.
+ *
+ * Signals: the caller relays SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and, when no terminal is
+ * attached, SIGINT and SIGQUIT) with `kill()`, which sends them to the namespace's init, which
+ * passes them to the command. With a terminal, Ctrl-C and Ctrl-\ already reach the command
+ * from the terminal (it is in the terminal's foreground process group), so they are not
+ * relayed a second time.
+ */
+export interface RunRequest {
+  /** The command; default the template's Cmd (`/bin/sh`). */
+  argv?: readonly string[];
+  /** Added to the template's environment (`-e K=V`). */
+  env?: Record<string, string>;
+  /** Working directory inside the container; default the template's, else `/`. */
+  workdir?: string;
+  /** `host` (default) shares the host's network; `none` gives an empty network namespace. */
+  network?: 'host' | 'none';
+}
+
+export interface RunHandle {
+  /** Resolves with the command's exit status (128 + n when a signal ended it). */
+  readonly done: Promise<number>;
+  /** Relays a signal to the command (through the namespace's init). */
+  kill(signal: NodeJS.Signals): void;
+}
+
+const DEVICES: [string, number, number][] = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
+
+/** `<store>/runtime/dev/`: the device nodes and links every run's /dev starts from, made once. */
+export function ensureDevSkeleton(store: string): string {
+  const target = runtimeLayout.devSkeleton(store);
+  if (lstatSync(join(target, 'tty'), { throwIfNoEntry: false })) return target;
+  const tmp = join(storeLayout.tmp(store), temporaryName());
+  mkdirSync(join(tmp, 'pts'), { recursive: true, mode: 0o755 });
+  mkdirSync(join(tmp, 'shm'), { mode: 0o755 });
+  for (const [name, major, minor] of DEVICES) {
+    const path = join(tmp, name);
+    if (hasNativeCalls()) {
+      nativeCalls().mknod(path, constants.S_IFCHR | 0o666, major, minor);
+      chmodSync(path, 0o666); // mknod's mode is masked by the umask
+    } else {
+      const out = spawnSync('mknod', ['-m', '0666', path, 'c', String(major), String(minor)]);
+      if (out.status !== 0)
+        throw setupFailed(`cannot create device ${name}: ${out.stderr?.toString().trim()}`);
+    }
+  }
+  for (const [name, to] of [
+    ['ptmx', 'pts/ptmx'],
+    ['fd', '/proc/self/fd'],
+    ['stdin', '/proc/self/fd/0'],
+    ['stdout', '/proc/self/fd/1'],
+    ['stderr', '/proc/self/fd/2'],
+  ] as const)
+    symlinkSync(to, join(tmp, name));
+  mkdirSync(runtimeLayout.runtime(store), { recursive: true });
+  try {
+    renameSync(tmp, target);
+  } catch {
+    // Made by another run meanwhile.
+    void rm(tmp, { recursive: true, force: true });
+  }
+  return target;
+}
+
+/**
+ * The init script as a file, `<store>/runtime/init-<hash>.sh` (so the command's `ps` shows a
+ * path, not the script's text); the hash in the name makes a changed script a new file.
+ */
+function ensureInitScript(store: string): string {
+  const path = join(runtimeLayout.runtime(store), `init-${sha256Hex(RUN_INIT_SCRIPT).slice(0, 12)}.sh`);
+  if (existsSync(path)) return path;
+  mkdirSync(runtimeLayout.runtime(store), { recursive: true });
+  const tmp = join(runtimeLayout.runtime(store), `.tmp-init-${temporaryName()}`);
+  writeFileSync(tmp, RUN_INIT_SCRIPT, { mode: 0o644 });
+  renameSync(tmp, path);
+  return path;
+}
+
+function setupFailed(message: string, cause?: unknown): RootcastError {
+  return new RootcastError({
+    code: 'RUN_SETUP_FAILED',
+    message,
+    hint: 'rootcast run needs root, util-linux (unshare, setpriv, mount) and overlayfs for overlay containers.',
+    cause,
+  });
+}
+
+/** Claims the container for this process; `CONTAINER_BUSY` when another live run holds it. */
+function claim(dir: string, name: string): () => void {
+  const path = runtimeLayout.running(dir);
+  const me = currentProcess();
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      writeSync(fd, `${me.pid} ${me.start}\n`);
+      closeSync(fd);
+      return () => unlinkSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const [pid, start] = readFileSync(path, 'utf8').trim().split(' ');
+      const holder = { pid: Number(pid), start: start ?? '' };
+      if (isProcessRunning(holder)) {
+        throw new RootcastError({
+          code: 'CONTAINER_BUSY',
+          message: `container ${name} is already running a command (rootcast run pid ${holder.pid})`,
+          hint: 'Wait for that command to end; one run at a time per container.',
+        });
+      }
+      unlinkSync(path);
+    }
+  }
+  throw new RootcastError({
+    code: 'CONTAINER_BUSY',
+    message: `cannot claim container ${name}`,
+    hint: 'Retry.',
+  });
+}
+
+function environment(
+  record: ContainerRecord,
+  extra: Record<string, string>,
+  tty: boolean,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/root',
+    HOSTNAME: record.hostname,
+    container: 'rootcast',
+  };
+  for (const pair of record.config.env) {
+    const eq = pair.indexOf('=');
+    if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  if (tty && process.env.TERM) env.TERM = process.env.TERM;
+  return { ...env, ...extra };
+}
+
+/** Starts `request` in the container of `record`; the container must exist in `store`. */
+export async function startRun(
+  store: string,
+  record: ContainerRecord,
+  request: RunRequest = {},
+): Promise<RunHandle> {
+  const dir = runtimeLayout.container(store, record.name);
+  const source = { store, layers: record.layers.map((d) => storeLayout.layer(store, d)) };
+  const plan = (await loadDriver(record.driver)).mountPlan(source, dir);
+  const devSkeleton = ensureDevSkeleton(store);
+  const release = claim(dir, record.name);
+  const terminal = Boolean(process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY);
+  let tty = '';
+  if (process.stdin.isTTY) {
+    try {
+      tty = readlinkSync('/proc/self/fd/0');
+    } catch {
+      tty = '';
+    }
+  }
+  const network = request.network ?? 'host';
+  const argv = request.argv && request.argv.length > 0 ? request.argv : record.config.cmd;
+  const args = [
+    '--pdeathsig',
+    'KILL',
+    '--',
+    'unshare',
+    '--mount',
+    '--pid',
+    '--ipc',
+    '--uts',
+    ...(network === 'none' ? ['--net'] : []),
+    '--fork',
+    '--kill-child',
+    '--propagation',
+    'private',
+    '--',
+    '/bin/sh',
+    ensureInitScript(store),
+    ...initArguments({
+      plan,
+      layersDir: storeLayout.layers(store),
+      hostname: record.hostname,
+      workdir: request.workdir ?? record.config.workingDir ?? '/',
+      network,
+      devSkeleton,
+      tty,
+      forward: terminal ? 'term' : 'all',
+      hostPath: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      argv,
+    }),
+  ];
+  const child = spawn('setpriv', args, {
+    env: environment(record, request.env ?? {}, terminal),
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+  });
+  let ready = false;
+  const status = child.stdio[3];
+  if (status && 'on' in status) status.on('data', () => (ready = true));
+  const done = new Promise<number>((resolve, reject) => {
+    let failure: unknown;
+    child.on('error', (error) => {
+      failure = setupFailed(`cannot start setpriv/unshare: ${describeError(error)}`, error);
+    });
+    child.on('close', (code, signal) => {
+      try {
+        release();
+      } catch {
+        // the container was force-removed meanwhile
+      }
+      const exit = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
+      if (failure) reject(failure);
+      else if (!ready)
+        reject(
+          setupFailed(`cannot set up container ${record.name} (exit ${exit}); the reason is printed above`),
+        );
+      else resolve(exit);
+    });
+  });
+  return {
+    done,
+    kill(signal) {
+      if (!terminal || (signal !== 'SIGINT' && signal !== 'SIGQUIT')) {
+        const init = initPid(child.pid);
+        if (init !== undefined) {
+          try {
+            process.kill(init, signal);
+          } catch {
+            // already gone
+          }
+        }
+      }
+    },
+  };
+}
+
+/** The host pid of the namespace's init: the only child of `unshare --fork`. */
+function initPid(unsharePid: number | undefined): number | undefined {
+  if (unsharePid === undefined) return undefined;
+  try {
+    const first = readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8')
+      .trim()
+      .split(' ')[0];
+    return first ? Number(first) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Signals a `rootcast run` relays to its command while it runs. */
+export const RELAYED_SIGNALS: readonly NodeJS.Signals[] = [
+  'SIGINT',
+  'SIGTERM',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR1',
+  'SIGUSR2',
+];

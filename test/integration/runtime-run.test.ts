@@ -1,0 +1,178 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clone, listContainers, removeContainers } from '../../src/api/runtime.js';
+import { RootcastError } from '../../src/core/errors.js';
+import { installHostTools, makeTemplate, mountsUnder, tempDir } from './runtime-fixtures.js';
+
+/**
+ * `run` as a separate process, the way the CLI drives it (signals relayed, stdio passed
+ * through): exit status, stdin/stdout, environment, working directory, namespaces, signals,
+ * one run at a time, `--rm`, and a run killed with SIGKILL (no mount, no process, no
+ * container left).
+ */
+const api = new URL('../../dist/api/runtime.js', import.meta.url).pathname;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe('run', () => {
+  const dir = tempDir();
+  const store = join(dir.path, 'store');
+  const runner = join(dir.path, 'run.mjs');
+
+  /** Starts `run` in a child process; `options` is the API's RunOptions as JSON. */
+  const start = (target: string, options: Record<string, unknown>, stdin = '') => {
+    const child = spawn(process.execPath, [runner, target, JSON.stringify({ store, ...options })], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    child.stdin.end(stdin);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const done = new Promise<Ran>((resolve) =>
+      child.on('close', (code) => resolve({ code, stdout, stderr })),
+    );
+    return { child, done, output: () => stdout };
+  };
+  const runIt = (target: string, options: Record<string, unknown>, stdin = '') =>
+    start(target, options, stdin).done;
+  const until = async (check: () => boolean) => {
+    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+  };
+
+  beforeAll(async () => {
+    mkdirSync(store);
+    writeFileSync(
+      runner,
+      `const { run } = await import(${JSON.stringify(api)});
+       const opts = JSON.parse(process.argv[3]);
+       try {
+         const r = await run(process.argv[2], { ...opts, forwardSignals: true });
+         process.exitCode = r.exitCode;
+       } catch (e) { process.stderr.write(e.code + ': ' + e.message + '\\n'); process.exitCode = 99; }`,
+    );
+    await makeTemplate({ store, name: 'tiny', build: installHostTools });
+    await clone('tiny:1.0', 'box', { store });
+  }, 60_000);
+  afterAll(() => dir.cleanup());
+
+  it('passes stdin and stdout through and returns the exit status', async () => {
+    const r = await runIt(
+      'box',
+      { argv: ['/bin/sh', '-c', 'cat; echo "to stderr" >&2; exit 42'] },
+      'from stdin\n',
+    );
+    expect(r).toEqual({ code: 42, stdout: 'from stdin\n', stderr: 'to stderr\n' });
+  });
+
+  it('runs in its own namespaces with the container as root', async () => {
+    const r = await runIt('box', {
+      argv: [
+        '/bin/sh',
+        '-c',
+        'ls -d /proc/[0-9]* | wc -l; cat /etc/hostname; pwd; echo "$GREETING $HOME"; ls /dev',
+      ],
+      env: { GREETING: 'hi' },
+      workdir: '/tmp',
+    });
+    expect(r.code).toBe(0);
+    const [processes, hostname, cwd, env, ...dev] = r.stdout.trim().split('\n');
+    expect(processes).toBe('4'); // a new pid namespace: init, sh, ls and wc
+    expect(hostname).toBe('box');
+    expect(cwd).toBe('/tmp');
+    expect(env).toBe('hi /root');
+    expect(dev).toEqual([
+      'fd',
+      'full',
+      'null',
+      'ptmx',
+      'pts',
+      'random',
+      'shm',
+      'stderr',
+      'stdin',
+      'stdout',
+      'tty',
+      'urandom',
+      'zero',
+    ]);
+    const none = await runIt('box', { argv: ['/bin/cat', '/proc/net/dev'], network: 'none' });
+    expect(
+      none.stdout
+        .trim()
+        .split('\n')
+        .slice(2)
+        .map((l) => l.trim().split(':')[0]),
+    ).toEqual(['lo']);
+    expect(mountsUnder(store)).toEqual([]);
+  });
+
+  it('relays SIGTERM to the command and returns 128 + its number', async () => {
+    const r = start('box', {
+      argv: ['/bin/sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.05; done'],
+    });
+    await until(() => r.output().includes('ready'));
+    r.child.kill('SIGTERM');
+    expect(await r.done).toMatchObject({ code: 3, stdout: 'ready\ngot TERM\n' });
+    const plain = start('box', { argv: ['/bin/sh', '-c', 'echo ready; exec /usr/bin/sleep 100'] });
+    await until(() => plain.output().includes('ready'));
+    plain.child.kill('SIGINT'); // no terminal here: relayed too
+    expect((await plain.done).code).toBe(130);
+  });
+
+  it('allows one run at a time per container', async () => {
+    const first = start('box', { argv: ['/bin/sh', '-c', 'echo ready; exec /usr/bin/sleep 100'] });
+    await until(() => first.output().includes('ready'));
+    const second = await runIt('box', { argv: ['/usr/bin/true'] });
+    expect(second.code).toBe(99);
+    expect(second.stderr).toMatch(/^CONTAINER_BUSY: /);
+    await expect(removeContainers(['box'], { store })).rejects.toMatchObject({ code: 'CONTAINER_RUNNING' });
+    first.child.kill('SIGTERM');
+    await first.done;
+  });
+
+  it('leaves no mount, process or container when killed with SIGKILL', async () => {
+    const marker = `rootcast-kill-test-${process.pid}`;
+    const r = start('tiny:1.0', {
+      rm: true,
+      argv: ['/bin/sh', '-c', `echo ready; /usr/bin/sleep 100; : ${marker}`],
+    });
+    await until(() => r.output().includes('ready'));
+    const disposable = (await listContainers({ store })).filter((c) => c.disposable);
+    expect(disposable).toHaveLength(1);
+    expect(disposable[0]?.state).toBe('running');
+    r.child.kill('SIGKILL');
+    await r.done;
+    await until(() => !execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(marker));
+    expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(marker);
+    expect(mountsUnder(store)).toEqual([]);
+    // The next command sweeps the disposable container its killed run left.
+    expect((await listContainers({ store })).map((c) => c.name)).toEqual(['box']);
+    expect(existsSync(join(store, 'containers', disposable[0]!.name))).toBe(false);
+  });
+
+  it('--rm on a template runs in a disposable clone and removes it', async () => {
+    const r = await runIt('tiny:1.0', { rm: true, argv: ['/bin/sh', '-c', 'cat /etc/hostname; exit 5'] });
+    expect(r.code).toBe(5);
+    expect(r.stdout).toMatch(/^tiny-[0-9a-f]{8}\n$/);
+    expect((await listContainers({ store })).map((c) => c.name)).toEqual(['box']);
+    const refused = await runIt('tiny:1.0', { argv: ['/usr/bin/true'] });
+    expect(refused.stderr).toMatch(/^RUN_TARGET_IS_TEMPLATE: /);
+  });
+
+  it('fails cleanly for a missing container', async () => {
+    await expect(
+      (await import('../../src/api/runtime.js')).run('nope', { store, argv: ['/usr/bin/true'] }),
+    ).rejects.toBeInstanceOf(RootcastError);
+  });
+});
