@@ -1,4 +1,4 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { RecipeOptions } from '../api/lock.js';
 import type { GlobalFlags } from './output.js';
 import { reportError } from './output.js';
@@ -14,6 +14,14 @@ export interface RecipeFlags extends GlobalFlags {
 export function addGlobalFlags(command: Command): Command {
   return command
     .option('--json', 'print a JSON result on stdout (for scripts)')
+    .addOption(
+      new Option(
+        '--progress <mode>',
+        'progress: auto (bars on a terminal), json (one JSON object per line on stderr), none',
+      )
+        .choices(['auto', 'json', 'none'])
+        .default('auto'),
+    )
     .option('-q, --quiet', 'print only errors')
     .option('-v, --verbose', 'print debug messages')
     .option('--debug', 'print stack traces on errors');
@@ -54,7 +62,8 @@ export async function runVerb(
   const reporter = createTerminalReporter({
     verbose: Boolean(flags.verbose || flags.debug),
     quiet: Boolean(flags.quiet || flags.json),
-    noProgress: Boolean(flags.json || flags.quiet),
+    noProgress: Boolean(flags.json || flags.quiet || flags.progress === 'none'),
+    jsonProgress: flags.progress === 'json',
   });
   try {
     // The recipe modules (yaml, zod, handlebars) load only when a verb runs.

@@ -7,6 +7,8 @@ import { describeError, isRootcastError } from '../core/errors.js';
  */
 export interface GlobalFlags {
   json?: boolean;
+  /** `auto`, `json` or `none`. */
+  progress?: string;
   debug?: boolean;
   quiet?: boolean;
   verbose?: boolean;

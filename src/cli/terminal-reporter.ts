@@ -11,9 +11,16 @@ export interface TerminalReporterOptions {
   quiet: boolean;
   /** Force bars off (e.g. with --json). */
   noProgress: boolean;
+  /**
+   * `--progress json`: every log line and progress update as one JSON object per line on
+   * stderr (`{"event":"start"|"progress"|"done"|"log", …}`), updates of a task at most every
+   * 200 ms, whatever stdout is; stdout keeps the `--json` result alone.
+   */
+  jsonProgress?: boolean;
 }
 
 export function createTerminalReporter(options: TerminalReporterOptions): Reporter & { stop(): void } {
+  if (options.jsonProgress) return jsonLinesReporter(options.verbose);
   const interactive = Boolean(process.stdout.isTTY && process.stderr.isTTY) && !options.noProgress;
   // Loaded only for a terminal: scripts and `--json` runs never pay for it.
   const cliProgress = interactive
@@ -74,6 +81,49 @@ export function createTerminalReporter(options: TerminalReporterOptions): Report
     stop() {
       bars?.stop();
     },
+  };
+}
+
+/** The `--progress json` reporter: NDJSON events on stderr, for scripts and front ends. */
+function jsonLinesReporter(verbose: boolean): Reporter & { stop(): void } {
+  const emit = (event: Record<string, unknown>) => process.stderr.write(`${JSON.stringify(event)}\n`);
+  let next = 0;
+  return {
+    log(level: LogLevel, message: string) {
+      if (level === 'debug' && !verbose) return;
+      emit({ event: 'log', level, message });
+    },
+    task(label, taskOptions = {}): TaskHandle {
+      const task = ++next;
+      const unit = taskOptions.unit ?? 'items';
+      let total = taskOptions.total ?? 0;
+      let value = 0;
+      let last = 0;
+      let finished = false;
+      emit({ event: 'start', task, label, unit, total });
+      const update = (force: boolean) => {
+        const now = performance.now();
+        if (!force && now - last < 200) return;
+        last = now;
+        emit({ event: 'progress', task, label, unit, value, total });
+      };
+      return {
+        advance(amount) {
+          value += amount;
+          update(false);
+        },
+        setTotal(n) {
+          total = n;
+          update(false);
+        },
+        finish() {
+          if (finished) return;
+          finished = true;
+          emit({ event: 'done', task, label, unit, value, total });
+        },
+      };
+    },
+    stop() {},
   };
 }
 

@@ -64,9 +64,16 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
 
   it('fetches every package once, verified, and the second fetch downloads nothing', async () => {
     const lock = JSON.parse(await readFile(join(dir, 'minbase.lock.json'), 'utf8')) as LockFile;
-    const first = await runCli(['fetch', recipe, '--store', store, '--json']);
+    const first = await runCli(['fetch', recipe, '--store', store, '--json', '--progress', 'json']);
     expect(first.code).toBe(0);
     const one = JSON.parse(first.stdout) as { downloaded: number; reused: number; bytes: number };
+    // --progress json: stderr is one JSON event per line, ending with the download's total.
+    const events = first.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { event: string; value?: number; total?: number });
+    expect(events[0]).toMatchObject({ event: 'start', total: one.bytes });
+    expect(events.at(-1)).toMatchObject({ event: 'done', value: one.bytes, total: one.bytes });
     expect(one.downloaded + one.reused).toBe(lock.packages.length);
     expect(one.downloaded).toBe(lock.packages.length);
     expect(one.bytes).toBe(lock.packages.reduce((sum, p) => sum + p.size, 0));
