@@ -1,16 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
-import { registerBuild } from './build.js';
-import { registerFetch } from './fetch.js';
-import { registerLock } from './lock.js';
-import { registerMaintenanceVerbs } from './maintenance.js';
 import { reportError } from './output.js';
-import { registerRegistryVerbs } from './registry.js';
-import { registerRuntimeVerbs } from './runtime.js';
-import { registerSchema } from './schema.js';
-import { registerTagVerbs } from './tags.js';
-import { registerTemplateVerbs } from './templates.js';
+import { registerVerbs } from './verbs.js';
 
 /**
  * Entry point: parses arguments, hands each verb to the API, prints, and sets the exit
@@ -28,15 +20,7 @@ async function main(argv: string[]): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  registerLock(program, setExit);
-  registerFetch(program, setExit);
-  registerBuild(program, setExit);
-  registerTemplateVerbs(program, setExit);
-  registerMaintenanceVerbs(program, setExit);
-  registerTagVerbs(program, setExit);
-  registerRegistryVerbs(program, setExit);
-  registerSchema(program, setExit);
-  registerRuntimeVerbs(program, setExit);
+  await registerVerbs(program, setExit, argv);
 
   try {
     await program.parseAsync(argv);
