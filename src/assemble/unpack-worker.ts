@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { isMainThread, parentPort } from 'node:worker_threads';
 import { RootcastError } from '../core/errors.js';
 import { type DebMember, decompressMember, readDebArchive } from '../distro/deb/deb-archive.js';
 import { parseDeb822Single } from '../distro/deb/deb822.js';
+import { MemberCacheWriter, memberCachePath, readMemberCache } from './member-cache.js';
 import { type TarEntry, TarReader, type TarSink } from './tar-reader.js';
 import { type DirectoryCache, TreeWriter, type WrittenTree } from './tree-writer.js';
 import type { PackageFile } from './types.js';
@@ -47,10 +48,36 @@ export function unpackOne(pkg: PackageFile, root: string, cache: DirectoryCache 
   const fields = checkControl(control.text, pkg, source);
   const writer = new TreeWriter(root, pkg.name, cache);
   const reader = new TarReader(writer, `${source} (${archive.data.name})`);
+  const cachePath = archive.data.compression === 'xz' ? memberCachePath(pkg.file) : undefined;
+  let copy: MemberCacheWriter | undefined;
   try {
-    decompressMember(archive.data, source, (chunk) => reader.push(chunk));
+    let fromCache = false;
+    if (cachePath) {
+      try {
+        fromCache = readMemberCache(cachePath, (chunk) => reader.push(chunk));
+      } catch (error) {
+        if (error instanceof RootcastError) throw error;
+        rmSync(cachePath, { force: true });
+        throw new RootcastError({
+          code: 'MEMBER_CACHE_CORRUPT',
+          message: `${source}: the cached copy of ${archive.data.name} is damaged (removed)`,
+          hint: 'Run the build again: the member is decoded from the package this time.',
+          cause: error,
+        });
+      }
+    }
+    if (!fromCache) {
+      copy = cachePath === undefined ? undefined : new MemberCacheWriter(cachePath);
+      decompressMember(archive.data, source, (chunk) => {
+        copy?.write(chunk);
+        reader.push(chunk);
+      });
+    }
     reader.end();
+    copy?.commit();
+    copy = undefined;
   } finally {
+    copy?.abort();
     writer.abort();
   }
   return { ...writer.result(), control: control.text, controlFiles: control.files, ...fields };

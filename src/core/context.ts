@@ -44,4 +44,6 @@ export const storePaths = {
   packages: (store: string) => join(store, 'packages', 'sha256'),
   packageFile: (store: string, sha256Hex: string) => join(store, 'packages', 'sha256', sha256Hex),
   indexes: (store: string) => join(store, 'indexes'),
+  /** Decompressed data members of cached packages (assemble/member-cache.ts). */
+  members: (store: string) => join(store, 'packages', 'members'),
 };

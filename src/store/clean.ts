@@ -45,7 +45,14 @@ export async function cleanStore(store: string): Promise<{ removed: string[] }> 
     for (const name of await names(dir)) candidates.push([dir, name]);
   }
   // writeFileAtomic leaves `.tmp-<name>-<pid>-<random>` beside index.json and oci-layout.
-  for (const dir of [store, storeLayout.blobs(store), storeLayout.layers(store), join(store, 'registry')]) {
+  const atomicDirs = [
+    store,
+    storeLayout.blobs(store),
+    storeLayout.layers(store),
+    join(store, 'registry'),
+    join(store, 'packages', 'members'),
+  ];
+  for (const dir of atomicDirs) {
     for (const name of await names(dir)) if (name.startsWith('.tmp-')) candidates.push([dir, name]);
   }
   for (const [dir, name] of candidates) {

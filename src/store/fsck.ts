@@ -84,6 +84,8 @@ function atomicWriteDirs(store: string): string[] {
     storeLayout.blobs(store),
     storeLayout.layers(store),
     storePaths.packages(store),
+    storePaths.members(store),
+    join(store, 'registry'),
     join(indexes, 'sha256'),
     join(indexes, 'plain', 'sha256'),
   ];

@@ -40,7 +40,7 @@ export interface GcOptions {
   indexes?: boolean;
 }
 
-export type GcKind = 'blob' | 'layer' | 'package' | 'index' | 'temporary';
+export type GcKind = 'blob' | 'layer' | 'package' | 'member' | 'index' | 'temporary';
 
 export interface GcItem {
   kind: GcKind;
@@ -224,6 +224,14 @@ async function sweep(store: string, options: GcOptions): Promise<GcReport> {
     kind: p.kind,
     path: pathOf(p.kind, p.name),
   }));
+  // A package's decompressed member copy goes with it (and a copy whose package is gone).
+  if (!reachable.allPackages && !options.keepPackages) {
+    for (const name of await entries(storePaths.members(store))) {
+      const hex = /^([0-9a-f]{64})\.tar\.zst$/.exec(name)?.[1];
+      if (hex && !reachable.packages.has(hex))
+        planned.push({ kind: 'member', path: join(storePaths.members(store), name) });
+    }
+  }
   for (const t of await findDeadTemporaries(store)) planned.push({ kind: 'temporary', path: t.path });
   const removed: GcItem[] = [];
   for (const item of planned) {
@@ -231,7 +239,7 @@ async function sweep(store: string, options: GcOptions): Promise<GcReport> {
     if (!options.dryRun) await removePath(store, item.path);
     removed.push({ ...item, bytes });
   }
-  const order: GcKind[] = ['blob', 'layer', 'package', 'index', 'temporary'];
+  const order: GcKind[] = ['blob', 'layer', 'package', 'member', 'index', 'temporary'];
   removed.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || (a.path < b.path ? -1 : 1));
   const count = (list: string[], kind: GcKind) => list.length - removed.filter((r) => r.kind === kind).length;
   return {

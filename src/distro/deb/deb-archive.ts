@@ -135,7 +135,8 @@ function decompressZstd(input: Buffer, onChunk: (chunk: Buffer) => void): void {
     const [hint, produced, consumed] = dctx.decompressStream(out, src);
     src = src.subarray(consumed);
     if (produced > 0) onChunk(out.subarray(0, produced));
-    lastHint = hint;
+    // A call that moves nothing reports the start of a next frame, not this one's end.
+    if (produced > 0 || consumed > 0) lastHint = hint;
     if (src.length === 0 && produced < out.length) break;
     if (consumed === 0 && produced === 0) break;
   }

@@ -128,7 +128,8 @@ function decompressZstd(input: Buffer, limit: number, onChunk: (chunk: Buffer) =
   for (;;) {
     const [next, written, consumed] = dctx.decompressStream(out, src);
     src = src.subarray(consumed);
-    hint = next;
+    // A call that moves nothing reports the start of a next frame, not this one's end.
+    if (written > 0 || consumed > 0) hint = next;
     if (written > 0) {
       onChunk(out.subarray(0, written));
       produced += written;
