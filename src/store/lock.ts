@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { describeError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
 import { storeLayout } from './paths.js';
@@ -83,7 +84,13 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
   const handle = await open(path, 'a+', 0o644);
   const mode = options.shared ? '--shared' : '--exclusive';
   try {
-    let code = await runFlock(handle, [mode, '--nonblock']);
+    // The uncontended case without a child process when the native addon is built.
+    const native = hasNativeCalls() ? nativeCalls().flockTry : undefined;
+    let code = native
+      ? native(handle.fd, Boolean(options.shared))
+        ? 0
+        : BUSY_EXIT
+      : await runFlock(handle, [mode, '--nonblock']);
     if (code === BUSY_EXIT && options.timeoutMs !== 0) {
       options.reporter?.log('info', `waiting for lock ${path}${await holderOf(path)}`);
       const wait = options.timeoutMs === undefined ? [] : ['--timeout', String(options.timeoutMs / 1000)];
