@@ -1,5 +1,5 @@
-import { type Command, InvalidArgumentError } from 'commander';
 import type { BuildResult } from '../api/build.js';
+import { type Command, InvalidArgumentError } from './commander.js';
 import { addRecipeFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 

@@ -1,5 +1,5 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { RecipeOptions } from '../api/lock.js';
+import { type Command, InvalidArgumentError, Option } from './commander.js';
 import type { GlobalFlags } from './output.js';
 import { reportError } from './output.js';
 import { createTerminalReporter } from './terminal-reporter.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { Command, CommanderError } from './commander.js';
 import { reportError } from './output.js';
 import { registerVerbs } from './verbs.js';
 

@@ -1,5 +1,5 @@
-import type { Command } from 'commander';
 import type { FileChange, FileFacts, TemplateDiff } from '../api/diff.js';
+import type { Command } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 import { formatBytes } from './terminal-reporter.js';

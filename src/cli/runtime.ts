@@ -1,4 +1,4 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from './commander.js';
 
 export function registerSchema(program: Command, _setExit: (code: number) => void): void {
   program

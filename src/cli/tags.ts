@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from './commander.js';
 
 type SetExit = (code: number) => void;
 type Registrar = (program: Command, setExit: SetExit) => void;
