@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -271,6 +272,17 @@ static napi_value FlockTry(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * mallocTrim(): glibc's malloc_trim(0). Returns memory freed by a finished phase (a worker
+ * thread's heap) to the system; glibc keeps it otherwise once its mmap threshold has grown.
+ */
+static napi_value MallocTrim(napi_env env, napi_callback_info info) {
+  napi_value result;
+  (void)info;
+  napi_get_boolean(env, malloc_trim(0) == 1, &result);
+  return result;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, Mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -280,6 +292,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"xzDecode", NULL, XzDecode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"markTopDirectory", NULL, MarkTopDirectory, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flockTry", NULL, FlockTry, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mallocTrim", NULL, MallocTrim, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

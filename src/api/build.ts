@@ -6,6 +6,7 @@ import { cleanupTree } from '../assemble/cleanup.js';
 import { configurePackages } from '../assemble/configure.js';
 import { collectUpper, materializeParent, snapshotTree, type TreeSnapshot } from '../assemble/copy-layer.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
+import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { mountOverlay, unmountBelow, unmountOverlay } from '../assemble/overlay.js';
 import { applyRecipeFiles } from '../assemble/recipe-files.js';
 import { runRecipeSteps } from '../assemble/recipe-steps.js';
@@ -286,6 +287,7 @@ async function assembleTree(tree: string, a: AssembleContext): Promise<string> {
   // CPU-bound (xz) and every extra worker is another heap and more contention on the
   // file system's directory locks.
   const unpacked = await phase('unpack', () => unpackPackages(files, tree, { reporter: ctx.reporter }));
+  releaseFreedMemory();
   await phase('register', () => registerUnpacked(tree, unpacked, recipe.arch));
   const installedBefore = lock.parent ? await collectInstalledPackages(tree) : [];
   const dpkgVersion = installedBefore.find((p) => p.name === 'dpkg')?.version;
@@ -354,8 +356,18 @@ async function lockedRecipeText(
   }
   // Resolving reads every index; in a worker, that memory is gone before assembly starts.
   await resolveLockIsolated(recipePath, options);
+  releaseFreedMemory();
   const { loaded, lock } = await lockedRecipe(recipePath, { ...options, frozen: true });
   return { loaded, lockText: serializeLock(lock) };
+}
+
+/**
+ * Gives the heap of finished worker threads (the resolver's, the unpackers') back to the
+ * system. glibc keeps freed memory once its mmap threshold has grown, so without this the
+ * next phase starts ≈40 MiB higher than it needs to, and the build's peak is that much higher.
+ */
+function releaseFreedMemory(): void {
+  if (hasNativeCalls()) nativeCalls().mallocTrim?.();
 }
 
 /** What `lockedRecipe` under `frozen` throws when the lock must be (re)made. */

@@ -1,4 +1,6 @@
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { RootcastError } from '../core/errors.js';
 import type { LogLevel, Reporter, TaskHandle } from '../core/reporter.js';
@@ -177,6 +179,12 @@ if (input !== undefined && parentPort !== null) {
   const port = parentPort;
   const post = (message: WorkerMessage) => port.postMessage(message);
   const reporter = input.verbose ? postingReporter(post) : undefined;
+  // This thread exists to bound memory: let it collect the garbage of parsing the indexes
+  // before resolving allocates more (see collectParseGarbage in api/lock.ts).
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as unknown;
+  if (typeof gc === 'function')
+    (globalThis as { rootcastCollect?: () => void }).rootcastCollect = gc as () => void;
   lock(input.recipePath, { ...input.options, ...(reporter ? { reporter } : {}) }).then(
     () => post({ type: 'done' }),
     (error: unknown) => post({ type: 'error', error: serialize(error) }),

@@ -96,6 +96,9 @@ export async function resolveLock(
     uriTemplate: loaded.sourceUriTemplates[i] ?? source.uri,
   }));
   const indexes = await loadIndexes(sources, recipe.arch, ctx);
+  // In the resolve worker (lock-worker.ts), a full collection here frees the garbage of
+  // parsing before the resolver allocates: the build's peak memory is this moment.
+  (globalThis as { rootcastCollect?: () => void }).rootcastCollect?.();
   const t1 = performance.now();
   ctx.reporter.log('debug', `read ${indexes.length} indexes in ${((t1 - t0) / 1000).toFixed(2)} s`);
   let resolution: ReturnType<typeof resolve>;

@@ -21,6 +21,8 @@ export interface NativeCalls {
   lgetxattr(path: string, name: string): Buffer;
   /** flock(2) with LOCK_NB on `fd`: true when taken, false when held elsewhere. Optional: older builds lack it. */
   flockTry?(fd: number, shared: boolean): boolean;
+  /** glibc malloc_trim(0): give freed heap back to the system. Optional: older builds lack it. */
+  mallocTrim?(): boolean;
   /**
    * Decodes the whole xz stream in `input` with the system liblzma, filling `chunk` and
    * calling `onChunk(bytes)` whenever it is full and at the end; `chunk` is reused, so the
