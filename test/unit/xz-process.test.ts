@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { xz } from '@napi-rs/lzma';
 import { describe, expect, it } from 'vitest';
 import { decodeInXzProcess } from '../../src/distro/deb/xz-process.js';
@@ -25,7 +26,10 @@ describe('decodeInXzProcess', () => {
         throw stop;
       }),
     ).rejects.toBe(stop);
-    const damaged = Buffer.from(packed);
+    // xz's own format carries a CRC64 of the data (the library above writes none), so xz
+    // itself must notice the damage; rootcast also checks the decoded index's signed hash.
+    const checked = execFileSync('xz', ['-c', '--check=crc64'], { input: pattern(2 * 1024 * 1024) });
+    const damaged = Buffer.from(checked);
     damaged[damaged.length >> 1] = damaged[damaged.length >> 1]! ^ 0xff;
     await expect(decodeInXzProcess(damaged, () => {})).rejects.toThrow(/xz exited/);
   });
