@@ -4,14 +4,13 @@ import {
   lstatSync,
   openSync,
   readdirSync,
-  readlinkSync,
   readSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { describeError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
 import { contentPadding, END_OF_ARCHIVE, encodeEntryHeader, type TarEntry } from '../store/tar-header.js';
-import { splitDevice } from '../store/tar-writer.js';
+import { isOverlayWhiteout, readLinkUtf8, tarEntryOf } from '../store/tar-writer.js';
 import { openXattrReader, type XattrList, type XattrReader } from '../store/xattrs.js';
 
 /**
@@ -114,9 +113,7 @@ function lstatOrUndefined(path: string): BigIntStats | undefined {
 }
 
 /** Pure: an overlayfs whiteout is a character device with device number 0:0. */
-export function isWhiteout(st: BigIntStats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0n;
-}
+export const isWhiteout = isOverlayWhiteout;
 
 function isOpaque(xattrs: XattrList): boolean {
   return xattrs.some(([name, value]) => name === OPAQUE_XATTR && value.toString('latin1') === 'y');
@@ -142,40 +139,10 @@ function mergedSources(top: Source, topXattrs: XattrList, lower: readonly Source
   return out;
 }
 
-function clampedSeconds(ns: bigint, epoch: number): number {
-  let seconds = ns / 1_000_000_000n;
-  if (ns < 0n && ns % 1_000_000_000n !== 0n) seconds -= 1n;
-  return Math.min(Number(seconds), epoch);
-}
-
 function entryFor(path: string, abs: string, st: BigIntStats, state: WalkState): TarEntry | undefined {
-  const base = {
-    mode: Number(st.mode) & 0o7777,
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: 0,
-    mtime: clampedSeconds(st.mtimeNs, state.epoch),
-  };
-  if (!st.isDirectory() && st.nlink > 1n) {
-    const key = `${st.dev}:${st.ino}`;
-    const first = state.links.get(key);
-    if (first !== undefined) return { ...base, path, type: 'hardlink', linkname: first };
-    state.links.set(key, path);
-  }
-  if (st.isFile()) return { ...base, path, type: 'file', size: Number(st.size) };
-  if (st.isDirectory()) return { ...base, path: `${path}/`, type: 'directory' };
-  if (st.isSymbolicLink()) return { ...base, path, type: 'symlink', linkname: readLinkUtf8(abs) };
-  if (st.isFIFO()) return { ...base, path, type: 'fifo' };
-  if (st.isCharacterDevice() || st.isBlockDevice()) {
-    const { major, minor } = splitDevice(st.rdev);
-    const type = st.isCharacterDevice() ? 'char' : 'block';
-    return { ...base, path, type, devmajor: major, devminor: minor };
-  }
-  return undefined;
-}
-
-function readLinkUtf8(path: string): string {
-  return utf8Name(path, readlinkSync(path, { encoding: 'buffer' }));
+  const entry = tarEntryOf(path, st, state.epoch, state.links);
+  if (entry?.type === 'symlink') entry.linkname = readLinkUtf8(abs);
+  return entry;
 }
 
 function withoutOverlayXattrs(list: XattrList): XattrList {

@@ -1,7 +1,7 @@
-import { lstatSync, readdirSync, rmSync, type Stats, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { runTool } from './exec.js';
+import { isOpaque, isWhiteout, lstatOrUndefined } from './overlay-format.js';
 
 /**
  * Flattens a stack of overlayfs-format layer directories into one plain tree, as the overlay
@@ -25,24 +25,6 @@ interface UpperLayerPlan {
   replace: string[];
 }
 
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw error;
-  }
-}
-
-function isOpaque(path: string): boolean {
-  if (!hasNativeCalls()) return false;
-  try {
-    return nativeCalls().lgetxattr(path, 'trusted.overlay.opaque').toString() === 'y';
-  } catch {
-    return false;
-  }
-}
-
 /** One walk of an upper layer against the tree merged so far. */
 function planUpperLayer(layer: string, tree: string): UpperLayerPlan {
   const plan: UpperLayerPlan = { whiteouts: [], opaque: [], replace: [] };
@@ -50,7 +32,7 @@ function planUpperLayer(layer: string, tree: string): UpperLayerPlan {
     for (const entry of readdirSync(join(layer, rel), { withFileTypes: true })) {
       const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
       const below = lstatOrUndefined(join(tree, path));
-      if (entry.isCharacterDevice() && lstatSync(join(layer, path)).rdev === 0) {
+      if (isWhiteout(lstatSync(join(layer, path)))) {
         plan.whiteouts.push(path);
         continue;
       }

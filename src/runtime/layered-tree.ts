@@ -20,6 +20,7 @@ import {
 import { join } from 'node:path';
 import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { RootcastError } from '../core/errors.js';
+import { isOpaque, isWhiteout, lstatOrUndefined } from './overlay-format.js';
 
 /**
  * A container's tree as clone-time customization sees it, without mounting anything: reads
@@ -55,31 +56,6 @@ interface Found {
 
 const OPAQUE = 'trusted.overlay.opaque';
 const MAX_SYMLINKS = 40;
-
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw error;
-  }
-}
-
-function isWhiteout(stats: Stats): boolean {
-  return stats.isCharacterDevice() && stats.rdev === 0;
-}
-
-function isOpaque(path: string): boolean {
-  if (hasNativeCalls()) {
-    try {
-      return nativeCalls().lgetxattr(path, OPAQUE).toString() === 'y';
-    } catch {
-      return false;
-    }
-  }
-  const out = spawnSync('getfattr', ['--only-values', '-h', '-n', OPAQUE, path], { encoding: 'utf8' });
-  return out.status === 0 && out.stdout === 'y';
-}
 
 function conflict(path: string, what: string): RootcastError {
   return new RootcastError({

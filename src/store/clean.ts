@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { unmountBelow } from '../assemble/overlay.js';
 import { openBlobStore } from './blob-store.js';
 import { hasLayerDir } from './layers.js';
-import { ownerPidOf, storeLayout } from './paths.js';
+import { atomicWriteDirs, ownerPidOf, storeLayout } from './paths.js';
 import { listTemplates, readTemplate } from './template-query.js';
 
 /**
@@ -44,14 +44,8 @@ export async function cleanStore(store: string): Promise<{ removed: string[] }> 
   for (const dir of [storeLayout.ingest(store), storeLayout.tmp(store)]) {
     for (const name of await names(dir)) candidates.push([dir, name]);
   }
-  // writeFileAtomic leaves `.tmp-<name>-<pid>-<random>` beside index.json and oci-layout.
-  const atomicDirs = [
-    store,
-    storeLayout.blobs(store),
-    storeLayout.layers(store),
-    join(store, 'registry'),
-    join(store, 'packages', 'members'),
-  ];
+  // writeFileAtomic and the other rename-into-place writers leave `.tmp-<name>-<pid>-<random>`.
+  const atomicDirs = atomicWriteDirs(store);
   for (const dir of atomicDirs) {
     for (const name of await names(dir)) if (name.startsWith('.tmp-')) candidates.push([dir, name]);
   }

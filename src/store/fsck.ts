@@ -5,7 +5,7 @@ import { isSha256Hex, SHA256_PREFIX, sha256File } from '../core/digest.js';
 import { isProcessAlive } from './clean.js';
 import { readIndex } from './layout.js';
 import { ANNOTATION, type ImageConfig, type ImageManifest } from './oci.js';
-import { ownerPidOf, storeLayout, temporaryName } from './paths.js';
+import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths.js';
 
 /**
  * `rootcast fsck`: checks everything in a store against what names it, without trusting any
@@ -74,21 +74,6 @@ async function names(dir: string): Promise<string[]> {
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw error;
   }
-}
-
-/** Directories whose `.tmp-*` entries are atomic-write temporaries. */
-function atomicWriteDirs(store: string): string[] {
-  const indexes = storePaths.indexes(store);
-  return [
-    store,
-    storeLayout.blobs(store),
-    storeLayout.layers(store),
-    storePaths.packages(store),
-    storePaths.members(store),
-    join(store, 'registry'),
-    join(indexes, 'sha256'),
-    join(indexes, 'plain', 'sha256'),
-  ];
 }
 
 /**

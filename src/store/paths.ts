@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { storePaths } from '../core/context.js';
 import { digestHex } from '../core/digest.js';
 
 /**
@@ -41,4 +42,22 @@ export function ownerPidOf(name: string): number | undefined {
   if (!match?.[1]) return undefined;
   const pid = Number(match[1]);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Directories whose `.tmp-*` entries are atomic-write temporaries (`writeFileAtomic` and the
+ * other writers that rename into place): what `cleanStore` and `fsck` look through.
+ */
+export function atomicWriteDirs(store: string): string[] {
+  const indexes = storePaths.indexes(store);
+  return [
+    store,
+    storeLayout.blobs(store),
+    storeLayout.layers(store),
+    storePaths.packages(store),
+    storePaths.members(store),
+    join(store, 'registry'),
+    join(indexes, 'sha256'),
+    join(indexes, 'plain', 'sha256'),
+  ];
 }

@@ -116,7 +116,7 @@ export function splitDevice(rdev: bigint): { major: number; minor: number } {
 }
 
 /** Whole seconds (floored) of a nanosecond timestamp, clamped to the epoch. */
-function clampedSeconds(ns: bigint, epoch: number): number {
+export function clampedSeconds(ns: bigint, epoch: number): number {
   let seconds = ns / 1_000_000_000n;
   if (ns < 0n && ns % 1_000_000_000n !== 0n) seconds -= 1n;
   return Math.min(Number(seconds), epoch);
@@ -198,32 +198,45 @@ function whiteoutEntry(path: string, st: BigIntStats, epoch: number): TarEntry {
   };
 }
 
-function isOverlayWhiteout(st: BigIntStats): boolean {
+/** Pure: an overlayfs whiteout is a character device with device number 0:0. */
+export function isOverlayWhiteout(st: BigIntStats): boolean {
   return st.isCharacterDevice() && st.rdev === 0n;
 }
 
-function entryFor(rel: string, st: BigIntStats, state: WalkState): TarEntry | undefined {
+/**
+ * The tar entry of one file of a tree, from its lstat: numeric owner, `mode & 0o7777`, mtime
+ * clamped to `epoch`, hardlinks recorded in `links` (the first path of an inode is stored,
+ * later ones link to it). A symlink's target is left for the caller (`readLinkUtf8`); sockets
+ * give undefined. Shared by the layer writer and the flattening exporter so both archive a
+ * file the same way.
+ */
+export function tarEntryOf(
+  path: string,
+  st: BigIntStats,
+  epoch: number,
+  links: Map<string, string>,
+): TarEntry | undefined {
   const base = {
     mode: Number(st.mode) & 0o7777,
     uid: Number(st.uid),
     gid: Number(st.gid),
     size: 0,
-    mtime: clampedSeconds(st.mtimeNs, state.epoch),
+    mtime: clampedSeconds(st.mtimeNs, epoch),
   };
   if (!st.isDirectory() && st.nlink > 1n) {
     const key = `${st.dev}:${st.ino}`;
-    const first = state.links.get(key);
-    if (first !== undefined) return { ...base, path: rel, type: 'hardlink', linkname: first };
-    state.links.set(key, rel);
+    const first = links.get(key);
+    if (first !== undefined) return { ...base, path, type: 'hardlink', linkname: first };
+    links.set(key, path);
   }
-  if (st.isFile()) return { ...base, path: rel, type: 'file', size: Number(st.size) };
-  if (st.isDirectory()) return { ...base, path: `${rel}/`, type: 'directory' };
-  if (st.isSymbolicLink()) return { ...base, path: rel, type: 'symlink' };
-  if (st.isFIFO()) return { ...base, path: rel, type: 'fifo' };
+  if (st.isFile()) return { ...base, path, type: 'file', size: Number(st.size) };
+  if (st.isDirectory()) return { ...base, path: `${path}/`, type: 'directory' };
+  if (st.isSymbolicLink()) return { ...base, path, type: 'symlink' };
+  if (st.isFIFO()) return { ...base, path, type: 'fifo' };
   if (st.isCharacterDevice() || st.isBlockDevice()) {
     const { major, minor } = splitDevice(st.rdev);
     const type = st.isCharacterDevice() ? 'char' : 'block';
-    return { ...base, path: rel, type, devmajor: major, devminor: minor };
+    return { ...base, path, type, devmajor: major, devminor: minor };
   }
   return undefined;
 }
@@ -278,7 +291,7 @@ async function* walk(dirRel: string, state: WalkState): AsyncGenerator<Buffer> {
         yield* state.out.take();
         continue;
       }
-      entry = entryFor(rel, st, state);
+      entry = tarEntryOf(rel, st, state.epoch, state.links);
       if (entry?.type === 'symlink') entry.linkname = readLinkUtf8(abs);
       if (entry) {
         let xattrs = state.xattrs(abs);
@@ -320,7 +333,8 @@ async function* walk(dirRel: string, state: WalkState): AsyncGenerator<Buffer> {
   }
 }
 
-function readLinkUtf8(path: string): string {
+/** A symlink's target, which must be UTF-8 (TAR_NAME_NOT_UTF8 otherwise). */
+export function readLinkUtf8(path: string): string {
   const raw = readlinkSync(path, { encoding: 'buffer' });
   const text = raw.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(raw)) {
