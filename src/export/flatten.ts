@@ -1,11 +1,4 @@
-import {
-  type BigIntStats,
-  closeSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  readSync,
-} from 'node:fs';
+import { type BigIntStats, closeSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
