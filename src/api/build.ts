@@ -1,11 +1,12 @@
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeExtendedStates } from '../assemble/apt-state.js';
 import { cleanupTree } from '../assemble/cleanup.js';
 import { configurePackages } from '../assemble/configure.js';
 import { collectUpper, materializeParent, snapshotTree, type TreeSnapshot } from '../assemble/copy-layer.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
+import { MemberCacheCompressor } from '../assemble/member-cache-compressor.js';
 import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { mountOverlay, unmountBelow, unmountOverlay } from '../assemble/overlay.js';
 import { applyRecipeFiles } from '../assemble/recipe-files.js';
@@ -13,10 +14,9 @@ import { runRecipeSteps } from '../assemble/recipe-steps.js';
 import { setupTreeSkeleton, sourcesList } from '../assemble/skeleton.js';
 import { setupMergedUsr, unpackPackages } from '../assemble/unpack.js';
 import { canonicalJsonPretty } from '../core/canonical-json.js';
-import { type Context, createContext, storePaths } from '../core/context.js';
+import { type Context, createContext } from '../core/context.js';
 import { inputError, isRootcastError, RootcastError } from '../core/errors.js';
-import { fetchPackages } from '../fetch/package-cache.js';
-import { type LockFile, lockFileSchema, lockPathFor, serializeLock } from '../lock/lock-file.js';
+import { type LockFile, lockFileSchema, serializeLock } from '../lock/lock-file.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import { collectInstalledPackages } from '../sbom/collect.js';
 import { spdxDocument } from '../sbom/spdx.js';
@@ -28,8 +28,10 @@ import { findByCacheKey, readTemplate } from '../store/template-query.js';
 import { commitTemplate, pointLatest } from '../store/templates.js';
 import { buildInputs, cacheKeyOf, effectiveVariables, templateValues } from './build-inputs.js';
 import { buildParent, explainBuild } from './build-parent.js';
+import { type EarlyResolve, startEarlyResolve } from './early-resolve.js';
 import { type LockOptions, lockedRecipe, repositoryBaseUris } from './lock.js';
 import { resolveLockIsolated } from './lock-worker.js';
+import { type PackageArrivals, startPackageFetch } from './package-arrivals.js';
 
 /**
  * `rootcast build`: recipe + lock + package cache → a committed template.
@@ -54,6 +56,11 @@ export interface BuildOptions extends LockOptions {
    * copy when overlayfs cannot be mounted). Also `ROOTCAST_LAYER_ASSEMBLY`.
    */
   layerAssembly?: LayerAssembly;
+  /**
+   * The resolve worker the CLI started before loading this module (`startEarlyResolve`), so
+   * it fetches indexes while the build's own modules load; the build starts it otherwise.
+   */
+  earlyResolve?: Promise<EarlyResolve | undefined>;
 }
 
 export interface BuildResult {
@@ -75,7 +82,7 @@ export interface BuildResult {
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
   const ctx = createContext(options);
-  const early = await startEarlyResolve(recipePath, options);
+  const early = await (options.earlyResolve ?? startEarlyResolve(recipePath, options));
   let loaded: LoadedRecipe;
   let lockText: string;
   let parent: Awaited<ReturnType<typeof buildParent>>;
@@ -131,6 +138,8 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
   let staging: string | undefined;
   let overlayTarget: string | undefined;
   let snapshot: TreeSnapshot | undefined;
+  let arrivals: PackageArrivals | undefined;
+  const memberCache = new MemberCacheCompressor(ctx.reporter);
   try {
     await cleanStore(ctx.store);
     const phases: Record<string, number> = {};
@@ -142,7 +151,10 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       return value;
     };
 
-    await phase('fetch', () => fetchLocked(loaded, lock, ctx));
+    // Downloads run while the tree is prepared and unpacked: each package is unpacked as soon
+    // as it is verified in the cache.
+    arrivals = startPackageFetch(lock.packages, repositoryBaseUris(lock, loaded), ctx);
+    phases.fetch = 0;
     staging = await createStagingDir(ctx.store);
     // A base is assembled in the staging directory itself, which committing moves to
     // layers/<diffid>. A child is assembled in an overlay over its parent's layers; only the
@@ -201,6 +213,8 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     const sbom = await assembleTree(tree, {
       loaded,
       lock,
+      arrivals,
+      memberCache,
       epoch,
       templatesDir,
       cacheKey,
@@ -208,6 +222,8 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       ctx,
       phase,
     });
+    // Overlapped with the phases above: from the first request until the last file arrived.
+    phases.fetch = round(arrivals.seconds ?? 0);
     if (overlayTarget) {
       await unmountOverlay(overlayTarget);
       overlayTarget = undefined;
@@ -239,12 +255,16 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         ...(options.compressionLevel !== undefined ? { compressionLevel: options.compressionLevel } : {}),
       }),
     );
+    await memberCache.finish();
     const layers = (await readTemplate(ctx.store, committed.manifestDigest)).layers;
     return {
       ...resultOf(committed.ref, committed.manifestDigest, layers, false, lock, started, phases),
       ...extra,
     };
   } finally {
+    arrivals?.cancel();
+    await arrivals?.settled;
+    await memberCache.cancel();
     if (overlayTarget) await unmountOverlay(overlayTarget).catch(() => undefined);
     if (staging) {
       await unmountBelow(staging).catch(() => undefined);
@@ -271,6 +291,10 @@ function layerAssemblyFromEnv(): LayerAssembly {
 interface AssembleContext {
   loaded: LoadedRecipe;
   lock: LockFile;
+  /** The lock's package files, arriving in the cache while the tree is assembled. */
+  arrivals: PackageArrivals;
+  /** Compresses the unpacked members into the member cache while the tree is configured. */
+  memberCache: MemberCacheCompressor;
   epoch: number;
   templatesDir: string;
   cacheKey: string;
@@ -284,18 +308,20 @@ interface AssembleContext {
  * then files, steps and cleanup; returns the SPDX document of the whole tree.
  */
 async function assembleTree(tree: string, a: AssembleContext): Promise<string> {
-  const { loaded, lock, ctx, phase } = a;
+  const { loaded, lock, ctx, phase, arrivals } = a;
   const { recipe } = loaded;
-  const files = lock.packages.map((p) => ({
-    name: p.name,
-    version: p.version,
-    arch: p.arch,
-    file: storePaths.packageFile(ctx.store, p.sha256),
-  }));
   // One worker per CPU (the unpacker's default), not the network concurrency: unpacking is
   // CPU-bound (xz) and every extra worker is another heap and more contention on the
   // file system's directory locks.
-  const unpacked = await phase('unpack', () => unpackPackages(files, tree, { reporter: ctx.reporter }));
+  const unpacked = await phase('unpack', () =>
+    unpackPackages(arrivals.files, tree, {
+      reporter: ctx.reporter,
+      deferMemberCache: (pending) => a.memberCache.add(pending),
+    }),
+  );
+  a.memberCache.start();
+  // Every file was unpacked, so the fetch is over; this settles it (and reports its time).
+  await arrivals.done;
   releaseFreedMemory();
   await phase('register', () => registerUnpacked(tree, unpacked, recipe.arch));
   const installedBefore = lock.parent ? await collectInstalledPackages(tree) : [];
@@ -378,36 +404,6 @@ async function lockedRecipeText(
 }
 
 /**
- * A recipe without a lock (and without `from:`, whose parent must come first) will be
- * resolved anyway: start the resolve worker at once, so it loads its modules and fetches the
- * indexes while this thread loads and checks the recipe (two cores, ≈0.15 s off an
- * empty-store build). Errors surface where `done` is awaited; `cancel` stops the worker
- * when the build fails before that.
- */
-async function startEarlyResolve(
-  recipePath: string,
-  options: BuildOptions,
-): Promise<{ done: Promise<void>; cancel: () => void } | undefined> {
-  if (options.frozen || options.now !== undefined) return undefined;
-  const path = resolvePath(recipePath);
-  if (
-    await access(lockPathFor(path)).then(
-      () => true,
-      () => false,
-    )
-  )
-    return undefined;
-  const text = await readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined || /^from\s*:/m.test(text)) return undefined;
-  const controller = new AbortController();
-  const parentSignal = options.signal;
-  parentSignal?.addEventListener('abort', () => controller.abort(parentSignal.reason), { once: true });
-  const done = resolveLockIsolated(recipePath, { ...options, signal: controller.signal });
-  done.catch(() => {});
-  return { done, cancel: () => controller.abort() };
-}
-
-/**
  * Gives the heap of finished worker threads (the resolver's, the unpackers') back to the
  * system. glibc keeps freed memory once its mmap threshold has grown, so without this the
  * next phase starts ≈40 MiB higher than it needs to, and the build's peak is that much higher.
@@ -418,14 +414,6 @@ function releaseFreedMemory(): void {
 
 /** What `lockedRecipe` under `frozen` throws when the lock must be (re)made. */
 const LOCK_NEEDS_RESOLVING = new Set(['LOCK_MISSING', 'LOCK_STALE']);
-
-async function fetchLocked(loaded: LoadedRecipe, lock: LockFile, ctx: Context): Promise<void> {
-  const bases = repositoryBaseUris(lock, loaded);
-  await fetchPackages(
-    lock.packages.map((p) => ({ ...p, baseUri: bases.get(p.repository)! })),
-    ctx,
-  );
-}
 
 /** SOURCE_DATE_EPOCH by default: the newest signed Release Date the lock was made from. */
 export function newestReleaseEpoch(lock: LockFile): number {

@@ -4,7 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { RootcastError } from '../core/errors.js';
 import type { LogLevel, Reporter, TaskHandle } from '../core/reporter.js';
-import { type LockOptions, lock } from './lock.js';
+import type { LockOptions } from './lock.js';
 
 /**
  * Resolving a recipe's lock in a worker thread, for the build.
@@ -28,6 +28,7 @@ import { type LockOptions, lock } from './lock.js';
 export async function resolveLockIsolated(recipePath: string, options: LockOptions): Promise<void> {
   const script = new URL(import.meta.url);
   if (options.now !== undefined || script.pathname.endsWith('.ts')) {
+    const { lock } = await import('./lock.js');
     await lock(recipePath, { ...options, update: true });
     return;
   }
@@ -185,8 +186,10 @@ if (input !== undefined && parentPort !== null) {
   const gc = runInNewContext('gc') as unknown;
   if (typeof gc === 'function')
     (globalThis as { rootcastCollect?: () => void }).rootcastCollect = gc as () => void;
-  lock(input.recipePath, { ...input.options, ...(reporter ? { reporter } : {}) }).then(
-    () => post({ type: 'done' }),
-    (error: unknown) => post({ type: 'error', error: serialize(error) }),
-  );
+  import('./lock.js')
+    .then(({ lock }) => lock(input.recipePath, { ...input.options, ...(reporter ? { reporter } : {}) }))
+    .then(
+      () => post({ type: 'done' }),
+      (error: unknown) => post({ type: 'error', error: serialize(error) }),
+    );
 }

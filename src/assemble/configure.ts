@@ -42,9 +42,9 @@ export interface ConfigureContext {
 
 /** How long each phase took, for the build's timings. */
 export interface ConfigureTimings {
-  preinstMs: number;
-  configureMs: number;
-  phases: Array<{ packages: number; preinstMs: number; configureMs: number }>;
+  /** The whole of it: every phase's preinsts and dpkg run. */
+  ms: number;
+  phases: Array<{ packages: number; ms: number }>;
 }
 
 interface OrderNode {
@@ -143,17 +143,20 @@ const PREINST_FAILED = 'rootcast-preinst-failed';
 const STAGING = '/var/lib/dpkg/rootcast-ci';
 
 /**
- * One shell script that runs the staged preinsts in order, each from
- * `/var/lib/dpkg/tmp.ci` with the package's whole control member beside it, as dpkg's
- * unpack does: debconf's frontend names a preinst's package from `tmp.ci/control`, so a
- * preinst run from `info/` would register its templates to "unknown". Arguments are passed
- * positionally, never interpolated.
+ * One shell script for a whole phase, so the sandbox is set up once per phase: the staged
+ * preinsts in order, each from `/var/lib/dpkg/tmp.ci` with the package's whole control member
+ * beside it, as dpkg's unpack does (debconf's frontend names a preinst's package from
+ * `tmp.ci/control`, so a preinst run from `info/` would register its templates to
+ * "unknown"); then, after a `--`, the phase's dpkg command, with the maintainer-script
+ * variables unset (dpkg sets its own for the scripts it runs). Arguments are passed
+ * positionally, never interpolated. A failing preinst prints PREINST_FAILED and exits 1
+ * before dpkg runs.
  */
-export function preinstScript(): string {
+export function phaseScript(): string {
   return [
     'set -u',
     'ci=/var/lib/dpkg/tmp.ci',
-    'while [ $# -gt 0 ]; do',
+    'while [ "$1" != -- ]; do',
     '  pkg=$1; arch=$2; staged=$3; shift 3',
     '  rm -rf "$ci" && mv "$staged" "$ci" || exit 1',
     '  DPKG_MAINTSCRIPT_PACKAGE=$pkg DPKG_MAINTSCRIPT_ARCH=$arch DPKG_MAINTSCRIPT_NAME=preinst "$ci/preinst" install',
@@ -161,6 +164,9 @@ export function preinstScript(): string {
     `  if [ $code -ne 0 ]; then echo "${PREINST_FAILED} $pkg $code" >&2; exit 1; fi`,
     '  rm -rf "$ci"',
     'done',
+    'shift',
+    'unset DPKG_ADMINDIR DPKG_ROOT DPKG_RUNNING_VERSION DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT DPKG_MAINTSCRIPT_DEBUG',
+    'exec "$@"',
   ].join('\n');
 }
 
@@ -198,9 +204,15 @@ function configureFailed(what: string, result: SandboxResult, pkg?: string): Roo
   });
 }
 
-async function runPreinsts(
+/**
+ * Runs a phase in one sandbox: its packages' `preinst install` in order, then `argv` (the
+ * tree's dpkg configuring them). Throws CONFIGURE_FAILED naming the preinst's package, or
+ * dpkg's command, with the output.
+ */
+async function runPhase(
   root: string,
   phase: readonly UnpackedPackage[],
+  argv: readonly string[],
   env: Record<string, string>,
   ctx: ConfigureContext,
 ): Promise<void> {
@@ -208,21 +220,22 @@ async function runPreinsts(
   let result: SandboxResult;
   try {
     const args = await stageControlMembers(root, phase);
-    if (args.length === 0) return;
     result = await runInSandbox(
       root,
-      ['/bin/sh', '-c', preinstScript(), 'rootcast-preinst', ...args],
+      ['/bin/sh', '-c', phaseScript(), 'rootcast-configure', ...args, '--', ...argv],
       sandboxOptions(env, ctx),
     );
   } finally {
     await rm(staging, { recursive: true, force: true });
     await rm(resolveInRoot(root, '/var/lib/dpkg/tmp.ci'), { recursive: true, force: true });
   }
-  if (result.code !== 0) {
-    const marker = result.stderr.split('\n').find((l) => l.startsWith(PREINST_FAILED));
-    const pkg = marker?.split(' ')[1];
+  if (result.code === 0) return;
+  const marker = result.stderr.split('\n').find((l) => l.startsWith(PREINST_FAILED));
+  if (marker) {
+    const pkg = marker.split(' ')[1];
     throw configureFailed(`${pkg ?? 'a'} preinst install`, result, pkg);
   }
+  throw configureFailed(argv.join(' '), result);
 }
 
 function sandboxOptions(env: Record<string, string>, ctx: ConfigureContext) {
@@ -263,33 +276,24 @@ export async function configurePackages(
     DPKG_MAINTSCRIPT_DEBUG: '0',
   };
   const phases = installPhases(packages);
-  const timings: ConfigureTimings = { preinstMs: 0, configureMs: 0, phases: [] };
+  const timings: ConfigureTimings = { ms: 0, phases: [] };
   const lastIndex = phases.findLastIndex((phase) => phase.length > 0);
   for (const [index, phase] of phases.entries()) {
     if (phase.length === 0) continue;
     const task = ctx.reporter.task(index === 0 ? 'configuring essential packages' : 'configuring packages', {
-      total: 2,
+      total: phase.length,
       unit: 'items',
     });
     const started = performance.now();
-    await runPreinsts(root, phase, env, ctx);
-    const preinstDone = performance.now();
-    task.advance(1);
-    const last = index === lastIndex;
     // The last phase configures everything left, and runs the triggers still pending.
-    const argv = last ? ['dpkg', '--configure', '-a'] : ['dpkg', '--configure', ...phase.map(infoName)];
-    const result = await runInSandbox(root, argv, sandboxOptions({}, ctx));
-    if (result.code !== 0) throw configureFailed(argv.join(' '), result);
-    task.advance(1);
+    const argv =
+      index === lastIndex ? ['dpkg', '--configure', '-a'] : ['dpkg', '--configure', ...phase.map(infoName)];
+    await runPhase(root, phase, argv, env, ctx);
+    task.advance(phase.length);
     task.finish();
-    const done = performance.now();
-    timings.phases.push({
-      packages: phase.length,
-      preinstMs: preinstDone - started,
-      configureMs: done - preinstDone,
-    });
-    timings.preinstMs += preinstDone - started;
-    timings.configureMs += done - preinstDone;
+    const ms = performance.now() - started;
+    timings.phases.push({ packages: phase.length, ms });
+    timings.ms += ms;
   }
   return timings;
 }

@@ -73,36 +73,57 @@ export function memberCachePath(debFile: string): string | undefined {
   return join(dirname(dirname(debFile)), 'members', `${name}.tar.zst`);
 }
 
-/** Streams tar bytes into a zstd file that appears at `path` only when `commit()` runs. */
+/**
+ * A decoded member written as it is, to be compressed into the cache later
+ * (`compressMemberCaches`): the unpacker hands the raw file over instead of spending its
+ * CPU on zstd while every core is decoding xz.
+ */
+export interface PendingMemberCache {
+  /** The raw tar, an atomic-write temporary beside `path` (cleanStore removes it if abandoned). */
+  raw: string;
+  /** Where the zstd copy goes. */
+  path: string;
+}
+
+/**
+ * Streams tar bytes towards the member cache. Inline: compressed into a zstd file that
+ * appears at `path` only when `commit()` runs. Deferred: written raw to a temporary, which
+ * `commit()` returns as a `PendingMemberCache` for `compressMemberCaches`.
+ */
 export class MemberCacheWriter {
   readonly #path: string;
   readonly #temp: string;
   readonly #fd: number;
-  readonly #cctx = new zstdBinding.CCtx();
-  readonly #out = Buffer.allocUnsafe(zstdBinding.cStreamOutSize());
+  readonly #cctx: zstdBinding.CCtx | undefined;
+  readonly #out: Buffer | undefined;
   #closed = false;
 
-  constructor(path: string) {
+  constructor(path: string, options: { deferred?: boolean } = {}) {
     this.#path = path;
     mkdirSync(dirname(path), { recursive: true });
-    this.#temp = join(
-      dirname(path),
-      `.tmp-${basename(path)}-${process.pid}-${randomBytes(6).toString('hex')}`,
-    );
+    this.#temp = temporaryBeside(path);
     this.#fd = openSync(this.#temp, 'wx', 0o644);
-    this.#cctx.setParameter(zstdBinding.CParameter.compressionLevel, MEMBER_CACHE_LEVEL);
-    this.#cctx.setParameter(zstdBinding.CParameter.checksumFlag, 1);
+    if (!options.deferred) {
+      this.#cctx = new zstdBinding.CCtx();
+      this.#out = Buffer.allocUnsafe(zstdBinding.cStreamOutSize());
+      this.#cctx.setParameter(zstdBinding.CParameter.compressionLevel, MEMBER_CACHE_LEVEL);
+      this.#cctx.setParameter(zstdBinding.CParameter.checksumFlag, 1);
+    }
   }
 
   write(chunk: Buffer): void {
-    this.#compress(chunk, zstdBinding.EndDirective.continue);
+    if (this.#cctx) this.#compress(chunk, zstdBinding.EndDirective.continue);
+    else writeAll(this.#fd, chunk);
   }
 
-  commit(): void {
-    this.#compress(Buffer.alloc(0), zstdBinding.EndDirective.end);
+  /** Inline: the copy is in place, undefined is returned. Deferred: the raw file to compress. */
+  commit(): PendingMemberCache | undefined {
+    if (this.#cctx) this.#compress(Buffer.alloc(0), zstdBinding.EndDirective.end);
     closeSync(this.#fd);
     this.#closed = true;
+    if (!this.#cctx) return { raw: this.#temp, path: this.#path };
     renameSync(this.#temp, this.#path);
+    return undefined;
   }
 
   abort(): void {
@@ -114,16 +135,25 @@ export class MemberCacheWriter {
   }
 
   #compress(input: Buffer, op: zstdBinding.EndDirective): void {
+    const cctx = this.#cctx as zstdBinding.CCtx;
+    const out = this.#out as Buffer;
     let src = input;
     for (;;) {
-      const [remaining, written, consumed] = this.#cctx.compressStream2(this.#out, src, op);
-      if (written > 0) writeSync(this.#fd, this.#out, 0, written);
+      const [remaining, written, consumed] = cctx.compressStream2(out, src, op);
+      if (written > 0) writeAll(this.#fd, out.subarray(0, written));
       src = src.subarray(consumed);
       const done =
-        op === zstdBinding.EndDirective.end
-          ? remaining === 0
-          : src.length === 0 && written < this.#out.length;
+        op === zstdBinding.EndDirective.end ? remaining === 0 : src.length === 0 && written < out.length;
       if (done) return;
     }
   }
+}
+
+/** `.tmp-<name>-<pid>-<random>` beside `path`: the name cleanStore knows as abandoned when the pid is gone. */
+export function temporaryBeside(path: string): string {
+  return join(dirname(path), `.tmp-${basename(path)}-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+function writeAll(fd: number, data: Uint8Array): void {
+  for (let offset = 0; offset < data.length; ) offset += writeSync(fd, data, offset, data.length - offset);
 }

@@ -35,4 +35,11 @@ export interface PackageFile {
   arch: string;
   /** Absolute path of the `.deb` in the package cache. */
   file: string;
+  /** Its size in bytes, when known (the lock's); the unpacker starts with the largest. */
+  size?: number;
+  /**
+   * Settles once `file` is complete and verified in the cache (a build unpacks while the
+   * rest of the lock downloads); rejects when it never will be. Absent: already there.
+   */
+  ready?: Promise<void>;
 }

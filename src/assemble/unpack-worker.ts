@@ -3,7 +3,12 @@ import { isMainThread, parentPort } from 'node:worker_threads';
 import { RootcastError } from '../core/errors.js';
 import { type DebMember, decompressMember, readDebArchive } from '../distro/deb/deb-archive.js';
 import { parseDeb822Single } from '../distro/deb/deb822.js';
-import { MemberCacheWriter, memberCachePath, readMemberCache } from './member-cache.js';
+import {
+  MemberCacheWriter,
+  memberCachePath,
+  type PendingMemberCache,
+  readMemberCache,
+} from './member-cache.js';
 import { type TarEntry, TarReader, type TarSink } from './tar-reader.js';
 import { type DirectoryCache, TreeWriter, type WrittenTree } from './tree-writer.js';
 import type { PackageFile } from './types.js';
@@ -23,9 +28,13 @@ export interface UnpackJob {
   id: number;
   pkg: PackageFile;
   root: string;
+  /** Write a decoded xz member raw, for compressing into the member cache later. */
+  deferMemberCache?: boolean;
 }
 
 export interface UnpackOutcome extends WrittenTree {
+  /** With `deferMemberCache`: the raw member, still to be compressed into the cache. */
+  pendingMember?: PendingMemberCache;
   control: string;
   controlFiles: [string, { data: Buffer; mode: number; mtime: number }][];
   architecture: string;
@@ -41,7 +50,12 @@ export type UnpackReply =
     };
 
 /** Unpacks `pkg` into `root`. `cache` carries directory resolutions between packages of one thread. */
-export function unpackOne(pkg: PackageFile, root: string, cache: DirectoryCache = new Map()): UnpackOutcome {
+export function unpackOne(
+  pkg: PackageFile,
+  root: string,
+  cache: DirectoryCache = new Map(),
+  options: { deferMemberCache?: boolean } = {},
+): UnpackOutcome {
   const source = `${pkg.name}_${pkg.version}_${pkg.arch}.deb`;
   const archive = readDebArchive(readFileSync(pkg.file), source);
   const control = readControl(archive.control, source);
@@ -50,6 +64,7 @@ export function unpackOne(pkg: PackageFile, root: string, cache: DirectoryCache 
   const reader = new TarReader(writer, `${source} (${archive.data.name})`);
   const cachePath = archive.data.compression === 'xz' ? memberCachePath(pkg.file) : undefined;
   let copy: MemberCacheWriter | undefined;
+  let pendingMember: PendingMemberCache | undefined;
   try {
     let fromCache = false;
     if (cachePath) {
@@ -67,20 +82,29 @@ export function unpackOne(pkg: PackageFile, root: string, cache: DirectoryCache 
       }
     }
     if (!fromCache) {
-      copy = cachePath === undefined ? undefined : new MemberCacheWriter(cachePath);
+      copy =
+        cachePath === undefined
+          ? undefined
+          : new MemberCacheWriter(cachePath, { deferred: options.deferMemberCache === true });
       decompressMember(archive.data, source, (chunk) => {
         copy?.write(chunk);
         reader.push(chunk);
       });
     }
     reader.end();
-    copy?.commit();
+    pendingMember = copy?.commit();
     copy = undefined;
   } finally {
     copy?.abort();
     writer.abort();
   }
-  return { ...writer.result(), control: control.text, controlFiles: control.files, ...fields };
+  return {
+    ...writer.result(),
+    ...(pendingMember ? { pendingMember } : {}),
+    control: control.text,
+    controlFiles: control.files,
+    ...fields,
+  };
 }
 
 function readControl(
@@ -165,7 +189,8 @@ if (!isMainThread && parentPort !== null) {
   port.on('message', (job: UnpackJob) => {
     let reply: UnpackReply;
     try {
-      reply = { id: job.id, ok: true, outcome: unpackOne(job.pkg, job.root, cache) };
+      const options = { deferMemberCache: job.deferMemberCache === true };
+      reply = { id: job.id, ok: true, outcome: unpackOne(job.pkg, job.root, cache, options) };
     } catch (error) {
       reply = { id: job.id, ok: false, error: serializeError(error) };
     }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { RootcastError } from '../core/errors.js';
 import { type Reporter, silentReporter } from '../core/reporter.js';
+import type { PendingMemberCache } from './member-cache.js';
 import type { DirectoryRecord } from './tree-writer.js';
 import type { PackageFile, UnpackedPackage } from './types.js';
 import {
@@ -39,6 +40,12 @@ export interface UnpackOptions {
   reporter?: Reporter;
   /** Worker threads to use; default: the number of CPUs. */
   concurrency?: number;
+  /**
+   * Write decoded xz members raw instead of compressing them into the member cache on the
+   * way, and hand each one here; the caller then owns it (`compressMemberCaches` finishes
+   * the cache while the CPU is otherwise idle). Without it the cache is written inline.
+   */
+  deferMemberCache?: (pending: PendingMemberCache) => void;
 }
 
 export async function unpackPackages(
@@ -50,12 +57,17 @@ export async function unpackPackages(
   const task = reporter.task('unpack', { total: packages.length, unit: 'items' });
   const size = Math.max(1, Math.min(options.concurrency ?? availableParallelism(), packages.length));
   const pool = createPool(size);
+  const defer = options.deferMemberCache !== undefined;
   try {
-    const order = packages.map((_, index) => index);
-    order.sort((a, b) => fileSize(packages[b]) - fileSize(packages[a]));
     const outcomes: UnpackOutcome[] = new Array(packages.length);
-    await runAll(order, size, async (index) => {
-      outcomes[index] = await pool.run({ id: index, pkg: packages[index] as PackageFile, root });
+    const unpackAt = async (index: number): Promise<void> => {
+      const pkg = jobFile(packages[index] as PackageFile);
+      const outcome = await pool.run({ id: index, pkg, root, deferMemberCache: defer });
+      if (outcome.pendingMember) options.deferMemberCache?.(outcome.pendingMember);
+      outcomes[index] = outcome;
+    };
+    await runAll(new ArrivalQueue(packages), size, async (index) => {
+      await unpackAt(index);
       task.advance(1);
     });
     const again = overlappingPackages(outcomes);
@@ -65,9 +77,7 @@ export async function unpackPackages(
         `unpack: ${again.length} package(s) share files; unpacking them again in lock order`,
       );
     }
-    for (const index of again) {
-      outcomes[index] = await pool.run({ id: index, pkg: packages[index] as PackageFile, root });
-    }
+    for (const index of again) await unpackAt(index);
     applyDirectoryRecords(outcomes.map((outcome) => outcome.directories));
     return packages.map((pkg, index) => toUnpacked(pkg, outcomes[index] as UnpackOutcome));
   } finally {
@@ -166,18 +176,79 @@ function toUnpacked(pkg: PackageFile, outcome: UnpackOutcome): UnpackedPackage {
   };
 }
 
-function fileSize(pkg: PackageFile | undefined): number {
-  return pkg === undefined ? 0 : (lstatSync(pkg.file, { throwIfNoEntry: false })?.size ?? 0);
+/** What a worker is sent: the file, not its readiness (a promise cannot cross threads). */
+function jobFile({ ready: _ready, ...file }: PackageFile): PackageFile {
+  return file;
 }
 
-/** Runs `work` over `items` with at most `limit` in flight; the first failure wins after in-flight work settles. */
-async function runAll(items: number[], limit: number, work: (item: number) => Promise<void>): Promise<void> {
-  let next = 0;
+function fileSize(pkg: PackageFile): number {
+  return pkg.size ?? lstatSync(pkg.file, { throwIfNoEntry: false })?.size ?? 0;
+}
+
+/**
+ * Hands out package indexes as their files become ready, the largest ready one first (a big
+ * package started last would leave the other workers idle at the end). `take` resolves to
+ * undefined once every index has been handed out; it rejects when a package waited for will
+ * never be ready (its download failed).
+ */
+class ArrivalQueue {
+  private readonly ready: number[] = [];
+  private pending: number;
+  private failure: { error: unknown } | undefined;
+  private waiters: Array<() => void> = [];
+
+  constructor(packages: readonly PackageFile[]) {
+    this.pending = packages.length;
+    const sizes = packages.map(fileSize);
+    const bySize = (a: number, b: number) => (sizes[b] ?? 0) - (sizes[a] ?? 0) || a - b;
+    packages.forEach((pkg, index) => {
+      const arrive = () => {
+        this.ready.push(index);
+        this.ready.sort(bySize);
+        this.wake();
+      };
+      if (pkg.ready === undefined) arrive();
+      else
+        pkg.ready.then(arrive, (error: unknown) => {
+          this.failure ??= { error };
+          this.wake();
+        });
+    });
+  }
+
+  async take(): Promise<number | undefined> {
+    for (;;) {
+      if (this.pending === 0) return undefined;
+      const next = this.ready.shift();
+      if (next !== undefined) {
+        this.pending--;
+        return next;
+      }
+      if (this.failure) throw this.failure.error;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** Runs `work` over the queue's items with at most `limit` in flight; the first failure wins after in-flight work settles. */
+async function runAll(
+  queue: ArrivalQueue,
+  limit: number,
+  work: (item: number) => Promise<void>,
+): Promise<void> {
   let failure: { error: unknown } | undefined;
   const lane = async (): Promise<void> => {
-    while (failure === undefined && next < items.length) {
-      const item = items[next++] as number;
+    while (failure === undefined) {
+      let item: number | undefined;
       try {
+        item = await queue.take();
+        if (item === undefined || failure !== undefined) return;
         await work(item);
       } catch (error) {
         failure ??= { error };
@@ -210,7 +281,8 @@ function createPool(size: number): Pool {
   const script = workerScript();
   if (script === undefined) {
     return {
-      run: async (job) => unpackOne(job.pkg, job.root),
+      run: async (job) =>
+        unpackOne(job.pkg, job.root, undefined, { deferMemberCache: job.deferMemberCache === true }),
       close: async () => {},
     };
   }

@@ -41,8 +41,12 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
       };
       let results: BuildResult[];
       if (recipes.length === 1) {
+        // The resolve worker (when the recipe has no lock) starts before the build's modules
+        // load, so its index requests go out while they do.
+        const { startEarlyResolve } = await import('../api/early-resolve.js');
+        const earlyResolve = startEarlyResolve(recipes[0]!, buildOptions);
         const { build } = await import('../api/build.js');
-        results = [await build(recipes[0]!, buildOptions)];
+        results = [await build(recipes[0]!, { ...buildOptions, earlyResolve })];
       } else {
         const { buildGraph } = await import('../api/build-graph.js');
         results = await buildGraph(recipes, buildOptions);

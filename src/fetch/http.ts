@@ -39,6 +39,27 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Refuse bodies larger than this when no size is expected (default 1 GiB). */
   maxBytes?: number;
+  /**
+   * Also hands the body to a consumer while it arrives (a decoder working while the rest
+   * downloads); called once per attempt, so a retried request starts a fresh consumer.
+   */
+  consumer?: () => BodyConsumer | Promise<BodyConsumer>;
+}
+
+/**
+ * Sees one attempt's body as it arrives, before it is verified.
+ *
+ * Lifecycle: made per attempt; `write` gets every chunk in order; then exactly one of `end`
+ * (the whole body arrived and matched what was expected: finish, and throw a RootcastError
+ * if what was consumed is unusable — that is not retried) or `abort` (the attempt failed and
+ * will be retried or reported: release everything). `write` must not throw for bad bytes:
+ * they are unverified, so it records the problem and `end` reports it once they are checked.
+ */
+export interface BodyConsumer {
+  write(chunk: Buffer): void | Promise<void>;
+  /** The verified body, whole (for consumers that decode only at the end). */
+  end(body: Buffer): Promise<void>;
+  abort(): void;
 }
 
 export interface DownloadOptions {
@@ -156,17 +177,31 @@ export class HttpClient {
       });
   }
 
-  /** Fetches a whole body into memory, checked against `expected` when given. */
+  /**
+   * Fetches a whole body into memory, checked against `expected` when given; with a
+   * `consumer`, also streams it there, and returns once the consumer has ended.
+   */
   async getBuffer(url: string, options: RequestOptions = {}): Promise<Buffer> {
     const signal = this.combineSignal(options.signal);
     return this.withRetries(url, signal, async () => {
       const chunks: Buffer[] = [];
       const limit = options.expected?.size ?? options.maxBytes ?? DEFAULT_MAX_BYTES;
-      const hash = await this.fetchInto(url, signal, limit, (chunk) => {
-        chunks.push(chunk);
-      });
-      checkContent(url, hash, options.expected);
-      return Buffer.concat(chunks, hash.size);
+      const consumer = await options.consumer?.();
+      let hash: CountingHash;
+      try {
+        hash = await this.fetchInto(url, signal, limit, (chunk) => {
+          chunks.push(chunk);
+          return consumer?.write(chunk);
+        });
+        checkContent(url, hash, options.expected);
+      } catch (error) {
+        consumer?.abort();
+        throw error;
+      }
+      const body = Buffer.concat(chunks, hash.size);
+      // The consumer has seen a verified body: it ends (and its errors are final).
+      await consumer?.end(body);
+      return body;
     });
   }
 

@@ -33,6 +33,11 @@ export interface FetchPackagesOptions {
   verify?: boolean;
   /** Client to use (and leave open); by default one is made for the call and closed after. */
   http?: HttpClient;
+  /**
+   * Called once per distinct sha256 as soon as that file is verified in the cache (found
+   * there, or downloaded), so a caller can start using it while the rest downloads.
+   */
+  onAvailable?: (sha256: string) => void;
 }
 
 export interface FetchPackagesResult {
@@ -54,7 +59,10 @@ export async function fetchPackages(
   const cached = await Promise.all(
     unique.map((item) => limit(() => isCached(item, ctx, options.verify ?? false))),
   );
-  const missing = unique.filter((_, i) => !cached[i]);
+  for (const [i, item] of unique.entries()) if (cached[i]) options.onAvailable?.(item.sha256);
+  // Largest first: the unpacker starts with the largest files, and a big download started
+  // last would finish last.
+  const missing = unique.filter((_, i) => !cached[i]).sort((a, b) => b.size - a.size);
   result.reused = unique.length - missing.length;
   if (missing.length === 0) return result;
 
@@ -88,6 +96,7 @@ export async function fetchPackages(
           }
           result.downloaded++;
           result.bytes += item.size;
+          options.onAvailable?.(item.sha256);
         }),
       ),
     );

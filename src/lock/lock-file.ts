@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../core/atomic.js';
 import { canonicalJsonPretty } from '../core/canonical-json.js';
@@ -74,10 +73,7 @@ export type LockParent = z.infer<typeof lockParentSchema>;
 export type LockFile = z.infer<typeof lockFileSchema>;
 
 /** `recipes/debian-12-minbase.yaml` → `recipes/debian-12-minbase.lock.json`. */
-export function lockPathFor(recipePath: string): string {
-  const name = basename(recipePath).replace(/\.ya?ml$/i, '');
-  return join(dirname(recipePath), `${name}.lock.json`);
-}
+export { lockPathFor } from './lock-path.js';
 
 export function serializeLock(lock: LockFile): string {
   return canonicalJsonPretty(lock);

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { copyFile, lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clampMtimes } from '../../src/assemble/clamp-mtimes.js';
 import { cleanupTree } from '../../src/assemble/cleanup.js';
@@ -9,15 +11,19 @@ import { registerUnpacked } from '../../src/assemble/dpkg-db.js';
 import { runInSandbox } from '../../src/assemble/sandbox.js';
 import type { PackageFile } from '../../src/assemble/types.js';
 import { setupMergedUsr, unpackPackages } from '../../src/assemble/unpack.js';
+import type { RootcastError } from '../../src/core/errors.js';
 import { silentReporter } from '../../src/core/reporter.js';
 import type { LockFile } from '../../src/lock/lock-file.js';
 import { runCli } from '../helpers/cli.js';
+import { writeDeb } from '../helpers/deb-builder.js';
 
 /**
  * A real bookworm minbase, installed the rootcast way: lock and fetch with the command
  * line, then unpack, register, configure in the sandbox, clean up and clamp, and check the
  * result with the tree's own tools, chrooted.
  */
+const exec = promisify(execFile);
+
 describe('installing bookworm minbase', () => {
   let dir: string;
   let root: string;
@@ -61,7 +67,7 @@ describe('installing bookworm minbase', () => {
     lap('register');
     const configure = await configurePackages(root, unpacked, lock.packages, ctx);
     lap('configure');
-    timings.preinst = Math.round(configure.preinstMs);
+    for (const [i, p] of configure.phases.entries()) timings[`configure phase ${i + 1}`] = Math.round(p.ms);
     await cleanupTree(root);
     lap('cleanup');
     await clampMtimes(root, epoch);
@@ -126,4 +132,49 @@ describe('installing bookworm minbase', () => {
     }
     expect((await lstat(join(root, 'usr/sbin/start-stop-daemon'))).size).toBeGreaterThan(1000);
   });
+
+  // Runs last: it installs into a copy of the tree, so the checks above see the tree as built.
+  it.each([
+    [
+      'preinst',
+      'rootcast-bad-preinst preinst install failed with exit code 1 (package rootcast-bad-preinst)',
+    ],
+    ['postinst', 'dpkg --configure -a failed with exit code 1'],
+  ])(
+    'stops at a failing %s with CONFIGURE_FAILED and its output',
+    async (script, message) => {
+      const copy = join(dir, `root-${script}`);
+      await exec('cp', ['-a', root, copy]);
+      try {
+        const name = `rootcast-bad-${script}`;
+        const pkg = await writeDeb(dir, {
+          name,
+          entries: [{ path: './', type: 'dir' }],
+          controlFiles: {
+            [script]: { data: `#!/bin/sh\necho "${name} fails on purpose" >&2\nexit 3\n`, mode: 0o755 },
+          },
+        });
+        const unpacked = await unpackPackages([pkg], copy);
+        await registerUnpacked(copy, unpacked, lock.arch);
+        const locked = [
+          { name, version: '1.0', arch: 'amd64', repository: 'test', path: '', size: 0, sha256: '' },
+        ];
+        const error = await configurePackages(copy, unpacked, locked, { reporter: silentReporter }).then(
+          () => undefined,
+          (e: unknown) => e as RootcastError,
+        );
+        expect(error?.code).toBe('CONFIGURE_FAILED');
+        expect(error?.message).toBe(message);
+        expect(String(error?.details?.output)).toContain(`${name} fails on purpose`);
+        // A failed preinst stops the phase before dpkg runs: the package stays unpacked, not half-configured.
+        const format = `-f=$\{db:Status-Abbrev}`;
+        const status = await runInSandbox(copy, ['dpkg-query', '-W', format, name]);
+        expect(status.stdout).toBe(script === 'preinst' ? 'iU ' : 'iF ');
+        expect(await lstat(join(copy, 'var/lib/dpkg/tmp.ci')).catch(() => undefined)).toBeUndefined();
+      } finally {
+        await rm(copy, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });

@@ -47,6 +47,8 @@ export interface RepoOptions {
   arch?: string;
   /** Packages per component (default 3). */
   packagesPerComponent?: number;
+  /** Filler bytes in each package (default 20,000 + 1,000 × its number); small for many packages. */
+  fillerBytes?: number;
   date?: Date;
   validUntil?: Date;
   compressions?: ('xz' | 'gz')[];
@@ -63,6 +65,8 @@ export interface RepoOptions {
   releaseGpg?: boolean;
   notAutomatic?: boolean;
   butAutomaticUpgrades?: boolean;
+  /** Publish (and sign) each Packages.xz cut in half: listed correctly, but not valid xz. */
+  brokenXz?: boolean;
 }
 
 export interface SignedRepo {
@@ -71,7 +75,10 @@ export interface SignedRepo {
   root: string;
   keyringBinary: string;
   keyringArmored: string;
-  options: Required<Omit<RepoOptions, 'validUntil'>> & { validUntil?: Date };
+  options: Required<Omit<RepoOptions, 'validUntil' | 'fillerBytes'>> & {
+    validUntil?: Date;
+    fillerBytes?: number;
+  };
   packages: FakePackage[];
   /** Absolute path of a file in the served tree, from a repository-relative path. */
   file(relative: string): string;
@@ -126,14 +133,14 @@ function debianDate(date: Date): string {
   return date.toUTCString().replace('GMT', 'UTC');
 }
 
-function fakePackages(component: string, count: number, arch: string): FakePackage[] {
+function fakePackages(component: string, count: number, arch: string, fillerBytes?: number): FakePackage[] {
   const out: FakePackage[] = [];
   for (let i = 0; i < count; i++) {
     const name = `${component}-pkg${i}`;
     const version = `1.${i}-1`;
     const path = `pool/${component}/${name[0]}/${name}/${name}_${version}_${arch}.deb`;
     // Deterministic and distinct filler, so each package has its own hash.
-    const filler = Buffer.alloc(20_000 + i * 1000);
+    const filler = Buffer.alloc(fillerBytes ?? 20_000 + i * 1000);
     for (let j = 0; j < filler.length; j++) filler[j] = (j * 31 + i * 7 + name.length) & 0xff;
     const control = [
       `Package: ${name}`,
@@ -257,6 +264,7 @@ export async function createSignedRepo(initial: RepoOptions = {}): Promise<Signe
     releaseGpg: true,
     notAutomatic: false,
     butAutomaticUpgrades: false,
+    brokenXz: false,
   };
   const keyringBinary = join(dir, 'keyring.gpg');
   const keyringArmored = join(dir, 'keyring.asc');
@@ -283,7 +291,7 @@ export async function createSignedRepo(initial: RepoOptions = {}): Promise<Signe
       Object.assign(options, changes);
       await rm(join(root, 'dists'), { recursive: true, force: true });
       repo.packages = options.components.flatMap((c) =>
-        fakePackages(c, options.packagesPerComponent, options.arch),
+        fakePackages(c, options.packagesPerComponent, options.arch, options.fillerBytes),
       );
       for (const p of repo.packages) await write(p.path, p.bytes);
       const listed: { path: string; size: number; sha256: string }[] = [];
@@ -296,7 +304,10 @@ export async function createSignedRepo(initial: RepoOptions = {}): Promise<Signe
           ),
         );
         const variants: [string, Buffer][] = [];
-        if (options.compressions.includes('xz')) variants.push(['Packages.xz', await xz.compress(text)]);
+        if (options.compressions.includes('xz')) {
+          const packed = await xz.compress(text);
+          variants.push(['Packages.xz', options.brokenXz ? packed.subarray(0, packed.length >> 1) : packed]);
+        }
         if (options.compressions.includes('gz')) variants.push(['Packages.gz', gzipSync(text)]);
         for (const [name, data] of variants) {
           const digest = sha256(data);

@@ -162,6 +162,33 @@ describe('fetchPackages', () => {
     expect(await storeFiles()).toEqual([]);
   });
 
+  it('reports each file as soon as it is in the cache, downloads largest first', async () => {
+    const ctx = createContext({ store });
+    const items = itemsFor(repo, server.url);
+    const cachedFirst = items[0]!;
+    const http = fastClient();
+    await fetchPackages([cachedFirst], ctx, { http });
+    server.resetCounts();
+    const seen: string[] = [];
+    const onAvailable = (sha256: string) => {
+      // Reported only once the verified file is in place.
+      expect(
+        execFileSync('sha256sum', [join(store, 'packages', 'sha256', sha256)], { encoding: 'utf8' }),
+      ).toMatch(new RegExp(`^${sha256} `));
+      seen.push(sha256);
+    };
+    await fetchPackages([...items, ...items], ctx, { http, onAvailable });
+    await http.close();
+    expect(seen[0]).toBe(cachedFirst.sha256);
+    expect([...seen].sort()).toEqual(items.map((i) => i.sha256).sort());
+    // Eight at a time, largest first: the server sees the eight largest before any other
+    // (the ninth starts only once one of them has finished).
+    const requested = server.log.map((path) => items.find((i) => path.endsWith(i.path))!.size);
+    const missing = items.filter((i) => i !== cachedFirst).map((i) => i.size);
+    const largest = [...missing].sort((a, b) => b - a).slice(0, 8);
+    expect(requested.slice(0, 8).sort((a, b) => b - a)).toEqual(largest);
+  });
+
   it('stops when the context is aborted', async () => {
     const controller = new AbortController();
     controller.abort();
@@ -186,6 +213,62 @@ describe('HttpClient', () => {
     expect(error.code).toBe('DOWNLOAD_HASH_MISMATCH');
     const tooBig = await expectError(http.getBuffer(`${server.url}/${pkg.path}`, { maxBytes: 100 }));
     expect(tooBig.code).toBe('DOWNLOAD_SIZE_MISMATCH');
+    await http.close();
+  });
+
+  it('streams each attempt to a fresh consumer, ends it only with a verified body', async () => {
+    const pkg = repo.packages[1]!;
+    const http = fastClient();
+    const attempts: { bytes: number; ended?: Buffer; aborted: boolean }[] = [];
+    const consumer = () => {
+      const attempt: { bytes: number; ended?: Buffer; aborted: boolean } = { bytes: 0, aborted: false };
+      attempts.push(attempt);
+      return {
+        write: (chunk: Buffer) => {
+          attempt.bytes += chunk.length;
+        },
+        end: async (body: Buffer) => {
+          attempt.ended = body;
+        },
+        abort: () => {
+          attempt.aborted = true;
+        },
+      };
+    };
+    server.setFaults({ truncateEvery: 1, maxFaults: 1 });
+    const body = await http.getBuffer(`${server.url}/${pkg.path}`, {
+      expected: { size: pkg.size, sha256: pkg.sha256 },
+      consumer,
+    });
+    expect(sha256Hex(body)).toBe(pkg.sha256);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[0]?.aborted).toBe(true);
+    expect(attempts[0]?.ended).toBeUndefined();
+    expect(attempts[0]!.bytes).toBeGreaterThan(0);
+    expect(attempts[1]).toMatchObject({ aborted: false, bytes: pkg.size });
+    expect(attempts[1]!.ended?.equals(body)).toBe(true);
+
+    // A mismatching body is retried once, each attempt aborted, none ended.
+    attempts.length = 0;
+    const mismatch = await expectError(
+      http.getBuffer(`${server.url}/${pkg.path}`, { expected: { sha256: '0'.repeat(64) }, consumer }),
+    );
+    expect(mismatch.code).toBe('DOWNLOAD_HASH_MISMATCH');
+    expect(attempts.map((a) => [a.aborted, a.ended])).toEqual([
+      [true, undefined],
+      [true, undefined],
+    ]);
+
+    // What the consumer throws at the end is final: no retry.
+    attempts.length = 0;
+    const refused = new RootcastError({ code: 'INDEX_MALFORMED', message: 'no', hint: 'none' });
+    const ending = await expectError(
+      http.getBuffer(`${server.url}/${pkg.path}`, {
+        consumer: () => ({ ...consumer(), end: () => Promise.reject(refused) }),
+      }),
+    );
+    expect(ending).toBe(refused);
+    expect(attempts).toHaveLength(1);
     await http.close();
   });
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { sha256Hex } from '../../src/core/digest.js';
 import { RootcastError } from '../../src/core/errors.js';
 import { type Reporter, silentReporter } from '../../src/core/reporter.js';
 import { readKeyring } from '../../src/distro/deb/keyring.js';
-import { type DebSource, loadIndexes } from '../../src/distro/deb/repository.js';
+import { type DebSource, type LoadIndexesOptions, loadIndexes } from '../../src/distro/deb/repository.js';
 import { HttpClient } from '../../src/fetch/http.js';
 import { startFileServer, type TestServer } from '../helpers/http-server.js';
 import { createSignedRepo, publicKeyOf, type RepoOptions, type SignedRepo } from '../helpers/signed-repo.js';
@@ -54,6 +55,9 @@ async function publish(changes: RepoOptions = {}): Promise<void> {
     releaseGpg: true,
     notAutomatic: false,
     butAutomaticUpgrades: false,
+    brokenXz: false,
+    packagesPerComponent: 3,
+    fillerBytes: undefined,
     ...changes,
   } as RepoOptions);
 }
@@ -91,8 +95,12 @@ async function storeFiles(): Promise<string[]> {
 }
 
 /** Asserts the load fails with `code` and a hint, and that it left nothing in the store. */
-async function expectRejected(code: string, sources: DebSource[] = [source()]): Promise<RootcastError> {
-  const error = await loadIndexes(sources, 'amd64', context(), { http }).then(
+async function expectRejected(
+  code: string,
+  sources: DebSource[] = [source()],
+  options: Omit<LoadIndexesOptions, 'http'> = {},
+): Promise<RootcastError> {
+  const error = await loadIndexes(sources, 'amd64', context(), { http, ...options }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -379,5 +387,51 @@ describe('loadIndexes repository variants', () => {
     expect((await loadIndexes([source()], 'amd64', context(), { http }))[0]!.pin).toBe(1);
     await publish({ notAutomatic: true, butAutomaticUpgrades: true });
     expect((await loadIndexes([source()], 'amd64', context(), { http }))[0]!.pin).toBe(100);
+  });
+});
+
+describe('loadIndexes decoding xz in a process while the index downloads', () => {
+  // Every xz index takes the streaming path (by default only those of 1 MiB and more do).
+  const streaming = { xzProcessMinBytes: 0 };
+  const rows = (indexes: Awaited<ReturnType<typeof loadIndexes>>) =>
+    indexes.map((i) => i.packages.map((p) => [i.id, p.name, p.version, p.sha256]));
+
+  beforeAll(() => {
+    // Without xz the loader decodes in-process, and these tests would not test the stream.
+    expect(spawnSync('xz', ['--version']).status).toBe(0);
+  });
+  afterEach(() => publish());
+
+  it('parses exactly what the in-process decoder parses', async () => {
+    await publish();
+    const inProcess = await loadIndexes([source()], 'amd64', context(), { http });
+    await rm(store, { recursive: true, force: true });
+    const streamed = await loadIndexes([source()], 'amd64', context(), { http, ...streaming });
+    expect(rows(streamed)).toEqual(rows(inProcess));
+    expect(await plainCopies()).toHaveLength(2);
+  });
+
+  it('starts the parse over when a download is cut and retried: no package twice', async () => {
+    // Enough packages that xz has decoded and handed on part of the index when the cut comes.
+    await publish({ packagesPerComponent: 600, fillerBytes: 16 });
+    server.setFaults({ truncateEvery: 1, maxFaults: 2, only: (path) => path.endsWith('Packages.xz') });
+    const indexes = await loadIndexes([source()], 'amd64', context(), { http, ...streaming });
+    expect(server.faultsInjected()).toBe(2);
+    const expected = repo.packages.map((p) => [`stable/${p.component}`, p.name, p.version, p.sha256]);
+    expect(rows(indexes).flat()).toEqual(expected);
+  });
+
+  it('a tampered Packages.xz is a hash mismatch, not a decoding error: INDEX_HASH_MISMATCH', async () => {
+    await publish();
+    await repo.tamper(repo.dist('main/binary-amd64/Packages.xz'));
+    const error = await expectRejected('INDEX_HASH_MISMATCH', [source()], streaming);
+    expect(error.message).toContain('main/binary-amd64/Packages.xz');
+  });
+
+  it('a signed Packages.xz that does not decode: INDEX_MALFORMED, not retried', async () => {
+    await publish({ brokenXz: true });
+    const error = await expectRejected('INDEX_MALFORMED', [source()], streaming);
+    expect(error.message).toMatch(/Packages\.xz matches its signed hash but cannot be decompressed/);
+    expect(server.count(`/${repo.dist('main/binary-amd64/Packages.xz')}`)).toBe(1);
   });
 });

@@ -1,12 +1,19 @@
 import { chmodSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  memberCachePath,
+  type PendingMemberCache,
+  readMemberCache,
+} from '../../src/assemble/member-cache.js';
+import { MemberCacheCompressor } from '../../src/assemble/member-cache-compressor.js';
 import { nativeCalls } from '../../src/assemble/native.js';
 import type { PackageFile } from '../../src/assemble/types.js';
 import { mergedUsrDirectories, setupMergedUsr, unpackPackages } from '../../src/assemble/unpack.js';
-import { isRootcastError } from '../../src/core/errors.js';
+import { sha256Hex } from '../../src/core/digest.js';
+import { isRootcastError, RootcastError } from '../../src/core/errors.js';
 import {
   type Compression,
   type DebSpec,
@@ -214,5 +221,104 @@ describe('unpackPackages', () => {
     await expect(unpackPackages([{ ...pkg, file: damaged }], root, {})).rejects.toMatchObject({
       code: 'DEB_BAD_ARCHIVE',
     });
+  });
+
+  it('unpacks each package only once its file is ready, and fails with the error of one that never is', async () => {
+    const made = [
+      await writeDeb(dir, {
+        name: 'first',
+        entries: [
+          { path: './etc/', type: 'dir' },
+          { path: './etc/first', type: 'file', data: '1' },
+        ],
+      }),
+      await writeDeb(dir, {
+        name: 'second',
+        entries: [
+          { path: './etc/', type: 'dir' },
+          { path: './etc/second', type: 'file', data: '2' },
+        ],
+      }),
+    ];
+    // Each file appears in the "cache" only when its download is reported done.
+    const cache = join(dir, 'cache');
+    await mkdir(cache);
+    const arriving = made.map((pkg, i) => ({
+      ...pkg,
+      file: join(cache, `${pkg.name}.deb`),
+      ready: new Promise<void>((resolve) =>
+        setTimeout(() => void copyFile(pkg.file, join(cache, `${pkg.name}.deb`)).then(resolve), 30 * (2 - i)),
+      ),
+    }));
+    const unpacked = await unpackPackages(arriving, root);
+    expect(unpacked.map((p) => p.name)).toEqual(['first', 'second']);
+    expect(readFileSync(join(root, 'etc/second'), 'utf8')).toBe('2');
+
+    const lost = new RootcastError({
+      code: 'PACKAGE_HASH_MISMATCH',
+      message: 'second: bad bytes',
+      hint: 'retry',
+    });
+    const failing = [made[0]!, { ...made[1]!, ready: Promise.reject(lost) }];
+    await expect(unpackPackages(failing, join(dir, 'root2'))).rejects.toBe(lost);
+  });
+
+  it('hands decoded xz members over raw when the member cache is deferred; the compressor finishes the cache', async () => {
+    const packages = join(dir, 'store', 'packages', 'sha256');
+    await mkdir(packages, { recursive: true });
+    const specs = [0, 1, 2].map((i) => ({
+      name: `cached-${i}`,
+      entries: [
+        { path: './usr/', type: 'dir' as const },
+        { path: `./usr/file-${i}`, type: 'file' as const, data: 'x'.repeat(5000 * (i + 1)) },
+      ],
+    }));
+    const files: PackageFile[] = [];
+    for (const spec of specs) {
+      const pkg = await writeDeb(dir, spec);
+      const inCache = join(packages, sha256Hex(readFileSync(pkg.file)));
+      await copyFile(pkg.file, inCache);
+      files.push({ ...pkg, file: inCache });
+    }
+    const members = join(dir, 'store', 'packages', 'members');
+    const pending: PendingMemberCache[] = [];
+    await unpackPackages(files, root, { deferMemberCache: (p) => pending.push(p) });
+    expect(pending.map((p) => p.path).sort()).toEqual(files.map((f) => memberCachePath(f.file)).sort());
+    // Nothing in the cache yet: only the raw members, as atomic-write temporaries.
+    expect((await readdir(members)).every((n) => n.startsWith('.tmp-'))).toBe(true);
+    const raws = pending.map((p) => readFileSync(p.raw));
+
+    const compressor = new MemberCacheCompressor();
+    for (const p of pending) compressor.add(p);
+    await compressor.finish();
+    expect((await readdir(members)).sort()).toEqual(pending.map((p) => basename(p.path)).sort());
+    for (const [i, p] of pending.entries()) {
+      const parts: Buffer[] = [];
+      expect(readMemberCache(p.path, (c) => parts.push(Buffer.from(c)))).toBe(true);
+      expect(Buffer.concat(parts).equals(raws[i]!)).toBe(true);
+    }
+    // A rebuild reads the cache and hands nothing over.
+    const again: PendingMemberCache[] = [];
+    const root2 = join(dir, 'root2');
+    await mkdir(root2);
+    await unpackPackages(files, root2, { deferMemberCache: (p) => again.push(p) });
+    expect(again).toEqual([]);
+    const reference = await listings(files);
+    expect(compareTree(root, reference, [])).toEqual([]);
+    expect(compareTree(root2, reference, [])).toEqual([]);
+
+    // Cancelled, the compressor leaves neither raw members nor temporaries.
+    await rm(members, { recursive: true });
+    const dropped: PendingMemberCache[] = [];
+    await mkdir(join(dir, 'root3'));
+    await unpackPackages(files, join(dir, 'root3'), { deferMemberCache: (p) => dropped.push(p) });
+    expect(dropped).toHaveLength(files.length);
+    const cancelled = new MemberCacheCompressor();
+    for (const p of dropped) cancelled.add(p);
+    cancelled.start();
+    await cancelled.cancel();
+    const left = await readdir(members);
+    expect(left.filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    for (const name of left) expect(readMemberCache(join(members, name), () => {})).toBe(true);
   });
 });

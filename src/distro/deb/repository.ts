@@ -1,15 +1,11 @@
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
-import { xz } from '@napi-rs/lzma';
 import type { Key } from 'openpgp';
 import pLimit from 'p-limit';
-import { hasNativeCalls, nativeCalls } from '../../assemble/native.js';
 import { writeFileAtomic } from '../../core/atomic.js';
 import type { Context } from '../../core/context.js';
 import { storePaths } from '../../core/context.js';
 import { isSha256Hex, sha256Hex } from '../../core/digest.js';
-import { describeError, RootcastError } from '../../core/errors.js';
+import { RootcastError } from '../../core/errors.js';
 import { HttpClient } from '../../fetch/http.js';
 import type { RecipeSource } from '../../recipe/types.js';
 import {
@@ -20,12 +16,13 @@ import {
   readPlainIndex,
   type SignedFile,
 } from './index-cache.js';
+import { decodeIndex, downloadIndex, indexConsumer } from './index-download.js';
 import { PackagesIndexParser } from './packages-index.js';
 import { parseRelease } from './release.js';
 import { checkReleaseDates, checkReleaseSuite, pinPriority } from './release-checks.js';
 import type { VerifiedRelease } from './signature.js';
 import type { BinaryPackage, ReleaseInfo, RepoIndex } from './types.js';
-import { decodeInXzProcess, XZ_PROCESS_MIN } from './xz-process.js';
+import { XZ_PROCESS_MIN } from './xz-process.js';
 
 /**
  * The Debian repository client: turns recipe sources into verified, parsed indexes.
@@ -62,9 +59,12 @@ export interface LoadIndexesOptions {
   http?: HttpClient;
   /** How far a Release Date may lie in the future, for clock skew (default 10 minutes). */
   maxFutureSkewMs?: number;
+  /**
+   * xz indexes at least this large (compressed) are decoded by an `xz` process on another
+   * core, fed while they download (default 1 MiB; smaller ones decode in-process).
+   */
+  xzProcessMinBytes?: number;
 }
-
-const gunzipAsync = promisify(gunzip);
 
 export async function loadIndexes(
   sources: readonly DebSource[],
@@ -96,7 +96,14 @@ export async function loadIndexes(
   // One failure cancels the other suites, and nothing is stored unless every suite loaded.
   const stop = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
-  const env = { ctx, http, signal, openpgp, maxFutureSkewMs: options.maxFutureSkewMs ?? 10 * 60 * 1000 };
+  const env = {
+    ctx,
+    http,
+    signal,
+    openpgp,
+    maxFutureSkewMs: options.maxFutureSkewMs ?? 10 * 60 * 1000,
+    xzProcessMinBytes: options.xzProcessMinBytes ?? XZ_PROCESS_MIN,
+  };
   const limit = pLimit(Math.max(1, Math.min(ctx.concurrency, 8)));
   try {
     const settled = await Promise.allSettled(
@@ -134,6 +141,7 @@ interface SuiteEnv {
   signal: AbortSignal;
   openpgp: Promise<Verification>;
   maxFutureSkewMs: number;
+  xzProcessMinBytes: number;
 }
 
 /** The modules that need OpenPGP, loaded on first use (see `loadIndexes`). */
@@ -273,24 +281,44 @@ async function loadPackages(
     const parser = new PackagesIndexParser(id);
     if (await readPlainIndex(ctx.store, plainEntry, ctx.reporter, parser)) return parser.end();
   }
-  const compressed = await loadPackagesFile(base, release, component, arch, releaseUrl, env);
-  if (compressed.fresh) writes.push({ path: compressed.cachePath, data: compressed.data });
-  const parser = new PackagesIndexParser(id);
-  const copy = plainEntry && plainEntry.path !== compressed.path ? new PlainIndexCopy(plainEntry) : undefined;
-  await decompress(compressed.data, compressed.path, base, (chunk) => {
-    copy?.write(chunk);
-    parser.write(chunk);
-  });
-  const packages = parser.end();
-  if (plainEntry && copy) {
-    const data = copy.finish();
+  const entry = choosePackagesFile(release, component, arch, releaseUrl);
+  // A fresh parser (and plain copy) for each reading: a retried download starts over.
+  const reading: { parser: PackagesIndexParser; copy: PlainIndexCopy | undefined } = {
+    parser: new PackagesIndexParser(id),
+    copy: undefined,
+  };
+  const sink = (): ((chunk: Buffer) => void) => {
+    const parser = new PackagesIndexParser(id);
+    const copy = plainEntry && plainEntry.path !== entry.path ? new PlainIndexCopy(plainEntry) : undefined;
+    Object.assign(reading, { parser, copy });
+    return (chunk) => {
+      copy?.write(chunk);
+      parser.write(chunk);
+    };
+  };
+  const cached = await readCompressedIndex(ctx.store, entry, ctx.reporter);
+  if (cached) {
+    await decodeIndex(cached, entry.path, base, sink(), env.xzProcessMinBytes);
+  } else {
+    const data = await downloadIndex(
+      entry,
+      base,
+      release.acquireByHash,
+      { ...env, reporter: ctx.reporter },
+      () => indexConsumer(entry, base, sink(), env.xzProcessMinBytes),
+    );
+    writes.push({ path: compressedIndexPath(ctx.store, entry), data });
+  }
+  const packages = reading.parser.end();
+  if (plainEntry && reading.copy) {
+    const data = reading.copy.finish();
     if (data) {
       writes.push({ path: plainIndexPath(ctx.store, plainEntry), data });
     } else {
       // The signed compressed file is what apt trusts too; only the shortcut is lost.
       ctx.reporter.log(
         'warn',
-        `${base}/${compressed.path} decompresses to a text that does not match the Release's ${plainEntry.path}; not caching it`,
+        `${base}/${entry.path} decompresses to a text that does not match the Release's ${plainEntry.path}; not caching it`,
       );
     }
   }
@@ -330,110 +358,6 @@ function choosePackagesFile(
       ? `The repository does not carry ${arch} in ${component}; check the recipe's arch.`
       : `Components in this suite: ${listed}; fix the recipe's components.`,
     exitCode: 2,
-  });
-}
-
-async function loadPackagesFile(
-  base: string,
-  release: ReleaseInfo,
-  component: string,
-  arch: string,
-  releaseUrl: string,
-  env: SuiteEnv,
-): Promise<{ path: string; cachePath: string; data: Buffer; fresh: boolean }> {
-  const { ctx, http } = env;
-  const entry = choosePackagesFile(release, component, arch, releaseUrl);
-  const cachePath = compressedIndexPath(ctx.store, entry);
-  const cached = await readCompressedIndex(ctx.store, entry, ctx.reporter);
-  if (cached) return { path: entry.path, cachePath, data: cached, fresh: false };
-
-  const expected = { size: entry.size, sha256: entry.sha256 };
-  const plainUrl = `${base}/${entry.path}`;
-  const byHashUrl = `${base}/${entry.path.replace(/[^/]*$/, '')}by-hash/SHA256/${entry.sha256}`;
-  let data: Buffer;
-  try {
-    try {
-      const url = release.acquireByHash ? byHashUrl : plainUrl;
-      ctx.reporter.log('debug', `GET ${url}`);
-      data = await http.getBuffer(url, { expected, signal: env.signal });
-    } catch (error) {
-      // by-hash is an optimisation against mid-sync mirrors; apt falls back the same way.
-      if (!(release.acquireByHash && error instanceof RootcastError && error.code === 'HTTP_NOT_FOUND'))
-        throw error;
-      ctx.reporter.log('debug', `GET ${plainUrl} (no by-hash copy)`);
-      data = await http.getBuffer(plainUrl, { expected, signal: env.signal });
-    }
-  } catch (error) {
-    throw recodeIndexError(error, plainUrl);
-  }
-  return { path: entry.path, cachePath, data, fresh: true };
-}
-
-/** xz output is handed on in slices of this size when the native decoder is available. */
-const XZ_CHUNK = 1 << 20;
-
-/**
- * Decompresses by file name, handing the bytes to `onChunk` in order (a plain index is
- * one chunk). xz streams through the system liblzma when the native addon is built (the
- * chunk buffer is reused: `onChunk` must consume it before returning); otherwise, and for
- * gzip, the whole output is decoded first. Errors `onChunk` throws pass through unchanged.
- */
-async function decompress(
-  data: Buffer,
-  path: string,
-  base: string,
-  onChunk: (chunk: Buffer) => void,
-): Promise<void> {
-  let decoded: Buffer;
-  // Set when `onChunk` threw inside the native decoder, so its error is not taken for xz's.
-  let rejected: { error: unknown } | undefined;
-  try {
-    // A large index decodes in an `xz` process, on another core, while this thread parses
-    // what it has already produced (≈0.3 s off reading bookworm's main index).
-    if (path.endsWith('.xz') && data.length >= XZ_PROCESS_MIN && (await decodeInXzProcess(data, onChunk)))
-      return;
-    if (path.endsWith('.xz') && hasNativeCalls()) {
-      const chunk = Buffer.allocUnsafe(XZ_CHUNK);
-      nativeCalls().xzDecode(data, chunk, (bytes) => {
-        try {
-          onChunk(chunk.subarray(0, bytes));
-        } catch (error) {
-          rejected = { error };
-          throw error;
-        }
-      });
-      return;
-    }
-    if (path.endsWith('.xz')) decoded = await xz.decompress(data);
-    else if (path.endsWith('.gz')) decoded = await gunzipAsync(data);
-    else decoded = data;
-  } catch (error) {
-    if (rejected !== undefined) throw rejected.error;
-    throw new RootcastError({
-      code: 'INDEX_MALFORMED',
-      message: `${base}/${path} matches its signed hash but cannot be decompressed: ${describeError(error)}`,
-      hint: 'The repository published a broken index; use another mirror or report it to the repository.',
-      cause: error,
-    });
-  }
-  onChunk(decoded);
-}
-
-function recodeIndexError(error: unknown, url: string): unknown {
-  if (!(error instanceof RootcastError)) return error;
-  const code =
-    error.code === 'DOWNLOAD_HASH_MISMATCH'
-      ? 'INDEX_HASH_MISMATCH'
-      : error.code === 'DOWNLOAD_SIZE_MISMATCH'
-        ? 'INDEX_SIZE_MISMATCH'
-        : undefined;
-  if (!code) return error;
-  return new RootcastError({
-    code,
-    message: `${url} does not match the signed Release: ${error.message}`,
-    hint: 'The mirror is mid-sync or serves tampered files; retry later or use another mirror.',
-    details: { ...error.details, url },
-    cause: error,
   });
 }
 
