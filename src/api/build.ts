@@ -153,6 +153,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
 
     // Downloads run while the tree is prepared and unpacked: each package is unpacked as soon
     // as it is verified in the cache.
+    ctx.reporter.log('debug', 'fetch…');
     arrivals = startPackageFetch(lock.packages, repositoryBaseUris(lock, loaded), ctx);
     phases.fetch = 0;
     staging = await createStagingDir(ctx.store);

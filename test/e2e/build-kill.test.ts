@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../src/core/digest.js';
 import { checkStore } from '../../src/store/clean.js';
 import { CLI, runCli } from '../helpers/cli.js';
 
@@ -31,6 +32,8 @@ describe('a build killed at any moment', () => {
   // run a moment into it, so every phase is hit whatever the machine's speed. (Clamping
   // mtimes happens inside `commit`, while the tree is archived.)
   it.each(['fetch', 'unpack', 'configure', 'cleanup', 'commit'])('SIGKILL during %s', async (target) => {
+    // Downloads run beside the assembly: with an empty package cache the kill lands among them.
+    if (target === 'fetch') await rm(join(store, 'packages'), { recursive: true, force: true });
     const child = spawn(process.execPath, [CLI, 'build', '--rebuild', recipe, '--store', store, '-v'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -58,6 +61,12 @@ describe('a build killed at any moment', () => {
     // Every visible blob verifies; leftovers are only temporaries that the next run removes.
     const { problems } = await checkStore(store, { verifyBlobs: true });
     expect(problems).toEqual([]);
+    // …and so does every visible package in the cache (downloads appear only verified).
+    const cached = join(store, 'packages', 'sha256');
+    for (const name of await readdir(cached).catch(() => [] as string[])) {
+      if (name.startsWith('.tmp-')) continue;
+      expect(sha256Hex(await readFile(join(cached, name)))).toBe(name);
+    }
     // No sandbox survived its build.
     // Give the kernel a moment to deliver the parent-death signals before looking.
     await new Promise((r) => setTimeout(r, 200));
