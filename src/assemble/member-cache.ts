@@ -7,8 +7,9 @@ import zstdBinding from 'zstd-napi/binding.js';
  * A cache of decompressed `.deb` data members, for rebuilds: Debian compresses them with xz,
  * whose decoding is most of the unpacker's CPU time (1.8 s of CPU for bookworm minbase),
  * while zstd decodes the same bytes several times faster. The first unpack of an xz member
- * writes, on the way, a zstd copy of its tar (`<store>/packages/members/<deb sha256>.tar.zst`,
- * fast level, frame checksum on); later unpacks of the same `.deb` read that copy instead.
+ * writes a zstd copy of its tar (`<store>/packages/members/<deb sha256>.tar.zst`, fast level,
+ * frame checksum on): on the way, or — in a build — raw first, compressed later by
+ * `MemberCacheCompressor` while a core is idle. Later unpacks of the same `.deb` read the copy.
  *
  * Trust: the copy is derived data kept in the same store as the verified `.deb` it came
  * from, named by that `.deb`'s digest. Damage is caught by zstd's frame checksum (the
@@ -18,7 +19,7 @@ import zstdBinding from 'zstd-napi/binding.js';
  * Writes are atomic: a temporary `.tmp-<name>-<pid>-<random>` beside the copy, renamed once
  * complete; an unpack that fails leaves no copy (cleanStore removes abandoned temporaries).
  */
-/** zstd's fast mode: the copy costs the first unpack little CPU, and decodes as fast. */
+/** zstd's fast mode: the copy costs little CPU to write, and decodes as fast. */
 export const MEMBER_CACHE_LEVEL = -2;
 
 /** Read in slices, so a large member never sits in memory whole. */
