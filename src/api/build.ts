@@ -7,7 +7,7 @@ import { configurePackages } from '../assemble/configure.js';
 import { collectUpper, materializeParent, snapshotTree, type TreeSnapshot } from '../assemble/copy-layer.js';
 import { registerUnpacked } from '../assemble/dpkg-db.js';
 import { MemberCacheCompressor } from '../assemble/member-cache-compressor.js';
-import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
+import { hasNativeCalls, nativeCalls, returnLargeBlocksPromptly } from '../assemble/native.js';
 import { mountOverlay, unmountBelow, unmountOverlay } from '../assemble/overlay.js';
 import { applyRecipeFiles } from '../assemble/recipe-files.js';
 import { runRecipeSteps } from '../assemble/recipe-steps.js';
@@ -81,6 +81,7 @@ export interface BuildResult {
 
 export async function build(recipePath: string, options: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
+  returnLargeBlocksPromptly();
   const ctx = createContext(options);
   const early = await (options.earlyResolve ?? startEarlyResolve(recipePath, options));
   let loaded: LoadedRecipe;
@@ -151,10 +152,15 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       return value;
     };
 
-    // Downloads run while the tree is prepared and unpacked: each package is unpacked as soon
-    // as it is verified in the cache.
-    ctx.reporter.log('debug', 'fetch…');
-    arrivals = startPackageFetch(lock.packages, repositoryBaseUris(lock, loaded), ctx);
+    const baseUris = repositoryBaseUris(lock, loaded);
+    // Downloads run while the tree is prepared and unpacked (each package is unpacked as soon
+    // as it is verified in the cache); a base's few skeleton files go first, so the event
+    // loop is not yet busy with downloads when the unpacker needs them.
+    const startFetch = () => {
+      ctx.reporter.log('debug', 'fetch…');
+      arrivals = startPackageFetch(lock.packages, baseUris, ctx);
+      return arrivals;
+    };
     phases.fetch = 0;
     staging = await createStagingDir(ctx.store);
     // A base is assembled in the staging directory itself, which committing moves to
@@ -163,6 +169,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     let tree = staging;
     let layerTree = staging;
     if (parent) {
+      startFetch();
       const details = await readTemplate(ctx.store, parent.digest);
       const missing = details.layers.find((l) => !l.unpacked);
       if (missing) {
@@ -211,10 +218,11 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
         setupMergedUsr(tree, recipe.release, recipe.arch);
       });
     }
+    const fetching = arrivals ?? startFetch();
     const sbom = await assembleTree(tree, {
       loaded,
       lock,
-      arrivals,
+      arrivals: fetching,
       memberCache,
       epoch,
       templatesDir,
@@ -224,7 +232,7 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
       phase,
     });
     // Overlapped with the phases above: from the first request until the last file arrived.
-    phases.fetch = round(arrivals.seconds ?? 0);
+    phases.fetch = round(fetching.seconds ?? 0);
     if (overlayTarget) {
       await unmountOverlay(overlayTarget);
       overlayTarget = undefined;

@@ -1,5 +1,6 @@
 import { access, readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
+import { returnLargeBlocksPromptly } from '../assemble/native.js';
 import { lockPathFor } from '../lock/lock-path.js';
 import type { LockOptions } from './lock.js';
 import { resolveLockIsolated } from './lock-worker.js';
@@ -29,6 +30,7 @@ export async function startEarlyResolve(
   recipePath: string,
   options: LockOptions,
 ): Promise<EarlyResolve | undefined> {
+  returnLargeBlocksPromptly();
   if (options.frozen || options.now !== undefined) return undefined;
   const path = resolvePath(recipePath);
   if (
