@@ -4,6 +4,7 @@
 # faster) and peak RSS.
 #
 #   bash bench/build.sh [RECIPE]     (default recipes/debian-12-minbase.yaml; needs root)
+#   ROUNDS=5 bash bench/build.sh     (default 3 rounds; medians, and each round's ratio)
 #
 # rootcast is measured three ways: an empty store (indexes, downloads, build, commit), a
 # warm package cache with --rebuild (assembly and commit only), and an unchanged rebuild (the
@@ -44,28 +45,44 @@ measure() {
   awk '{printf "%.0f", $1 / 1024}' "$work/$name.rss" >"$work/$name.mib"
 }
 
-measure mmdebstrap mmdebstrap --quiet --variant="$variant" --components=main "$release" "$work/mmdebstrap.tar" \
-  "deb $mirror $release main" "deb $mirror $release-updates main" "deb $security $release-security main"
-measure debootstrap debootstrap --variant=minbase "$release" "$work/debootstrap" "$mirror"
-rm -rf "$work/debootstrap" "$work/mmdebstrap.tar"
+rounds="${ROUNDS:-3}"
+# One round: every tool once, back to back, so they share the machine's state at that moment.
+# Rounds are repeated and medians compared, because the machine may be shared.
+for round in $(seq "$rounds"); do
+  measure "mmdebstrap.$round" mmdebstrap --quiet --variant="$variant" --components=main "$release" "$work/mmdebstrap.tar" \
+    "deb $mirror $release main" "deb $mirror $release-updates main" "deb $security $release-security main"
+  measure "debootstrap.$round" debootstrap --variant=minbase "$release" "$work/debootstrap" "$mirror"
+  rm -rf "$work/debootstrap" "$work/mmdebstrap.tar"
+  store="$work/store.$round"
+  rm -f "$work/recipe.lock.json"
+  measure "rootcast_empty.$round" node dist/cli/main.js build "$work/recipe.yaml" --store "$store" --json
+  measure "rootcast_warm.$round" node dist/cli/main.js build --rebuild "$work/recipe.yaml" --store "$store" --json
+  measure "rootcast_unchanged.$round" node dist/cli/main.js build "$work/recipe.yaml" --store "$store" --json
+  rm -rf "$store"
+done
 
-store="$work/store"
-measure rootcast_empty node dist/cli/main.js build "$work/recipe.yaml" --store "$store" --json
-measure rootcast_warm node dist/cli/main.js build --rebuild "$work/recipe.yaml" --store "$store" --json
-measure rootcast_unchanged node dist/cli/main.js build "$work/recipe.yaml" --store "$store" --json
-
+# median NAME FIELD(s|mib): the median over the rounds
+median() {
+  for round in $(seq "$rounds"); do cat "$work/$1.$round.$2"; echo; done | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
+# ratios NAME: mmdebstrap's time / NAME's, per round, lowest to highest
+ratios() {
+  for round in $(seq "$rounds"); do
+    awk "BEGIN{printf \"%.2f\\n\", $(cat "$work/mmdebstrap.$round.s") / $(cat "$work/$1.$round.s")}"
+  done | sort -n | tr '\n' ' '
+}
 row() {
   local name="$1" s mib
-  s=$(cat "$work/$name.s")
-  mib=$(cat "$work/$name.mib")
+  s=$(median "$name" s)
+  mib=$(median "$name" mib)
   printf '%-22s %8s s %8s MiB' "$name" "$s" "$mib"
   if [ -n "${2:-}" ]; then
-    printf '   mmdebstrap/x %5.2f   debootstrap/x %5.2f' \
-      "$(awk "BEGIN{print $(cat "$work/mmdebstrap.s") / $s}")" "$(awk "BEGIN{print $(cat "$work/debootstrap.s") / $s}")"
+    printf '   mmdebstrap/x %5.2f   debootstrap/x %5.2f   per round: %s' \
+      "$(awk "BEGIN{print $(median mmdebstrap s) / $s}")" "$(awk "BEGIN{print $(median debootstrap s) / $s}")" "$(ratios "$name")"
   fi
   printf '\n'
 }
-echo "recipe: $recipe ($release, $variant); $(nproc) cores; $(node --version); load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
+echo "recipe: $recipe ($release, $variant); $(nproc) cores; $(node --version); $rounds rounds, medians; load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 row mmdebstrap
 row debootstrap
 row rootcast_empty ratio
