@@ -44,8 +44,10 @@ export async function startEarlyResolve(
   if (text === undefined || /^from\s*:/m.test(text)) return undefined;
   const controller = new AbortController();
   const parentSignal = options.signal;
-  parentSignal?.addEventListener('abort', () => controller.abort(parentSignal.reason), { once: true });
+  const forward = () => controller.abort(parentSignal?.reason);
+  parentSignal?.addEventListener('abort', forward, { once: true });
   const done = resolveLockIsolated(recipePath, { ...options, signal: controller.signal });
-  done.catch(() => {});
+  // A caller's long-lived signal must not collect one listener per build.
+  done.finally(() => parentSignal?.removeEventListener('abort', forward)).catch(() => {});
   return { done, cancel: () => controller.abort() };
 }

@@ -158,7 +158,7 @@ export function phaseScript(): string {
     'ci=/var/lib/dpkg/tmp.ci',
     'while [ "$1" != -- ]; do',
     '  pkg=$1; arch=$2; staged=$3; shift 3',
-    '  rm -rf "$ci" && mv "$staged" "$ci" || exit 1',
+    `  rm -rf "$ci" && mv "$staged" "$ci" || { echo "${PREINST_FAILED} $pkg staging" >&2; exit 1; }`,
     '  DPKG_MAINTSCRIPT_PACKAGE=$pkg DPKG_MAINTSCRIPT_ARCH=$arch DPKG_MAINTSCRIPT_NAME=preinst "$ci/preinst" install',
     '  code=$?',
     `  if [ $code -ne 0 ]; then echo "${PREINST_FAILED} $pkg $code" >&2; exit 1; fi`,

@@ -24,6 +24,7 @@ export class MemberCacheCompressor {
   private running: Promise<void> | undefined;
   private current: { item: PendingMemberCache; temp: string } | undefined;
   private cancelled = false;
+  private spawnFailed = false;
 
   constructor(private readonly reporter: Reporter = silentReporter) {}
 
@@ -63,7 +64,14 @@ export class MemberCacheCompressor {
       } catch (error) {
         if (this.cancelled) break;
         this.reporter.log('warn', `member cache: ${item.path} not written (${describeError(error)})`);
-        await Promise.all([rm(item.raw, { force: true }), rm(temp, { force: true })]);
+        // The cache is optional: nothing here may fail a build that has already committed.
+        await Promise.all([rm(item.raw, { force: true }), rm(temp, { force: true })]).catch(() => undefined);
+        if (this.spawnFailed) {
+          // Without a thread nothing else will be compressed either: drop the rest at once.
+          const rest = this.queue.splice(0);
+          await Promise.all(rest.map((r) => rm(r.raw, { force: true }))).catch(() => undefined);
+          break;
+        }
       }
       this.current = undefined;
     }
@@ -97,11 +105,16 @@ export class MemberCacheCompressor {
 
   private spawn(): Worker {
     if (this.worker) return this.worker;
-    const bindingPath = createRequire(import.meta.url).resolve('zstd-napi/binding');
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { bindingPath, level: MEMBER_CACHE_LEVEL },
-    });
+    try {
+      const bindingPath = createRequire(import.meta.url).resolve('zstd-napi/binding');
+      this.worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { bindingPath, level: MEMBER_CACHE_LEVEL },
+      });
+    } catch (error) {
+      this.spawnFailed = true;
+      throw error;
+    }
     // A build never waits on an idle compressor to exit.
     this.worker.unref();
     this.worker.on('error', () => {});

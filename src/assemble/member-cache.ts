@@ -76,7 +76,7 @@ export function memberCachePath(debFile: string): string | undefined {
 
 /**
  * A decoded member written as it is, to be compressed into the cache later
- * (`compressMemberCaches`): the unpacker hands the raw file over instead of spending its
+ * (`MemberCacheCompressor`): the unpacker hands the raw file over instead of spending its
  * CPU on zstd while every core is decoding xz.
  */
 export interface PendingMemberCache {
@@ -89,7 +89,7 @@ export interface PendingMemberCache {
 /**
  * Streams tar bytes towards the member cache. Inline: compressed into a zstd file that
  * appears at `path` only when `commit()` runs. Deferred: written raw to a temporary, which
- * `commit()` returns as a `PendingMemberCache` for `compressMemberCaches`.
+ * `commit()` returns as a `PendingMemberCache` for `MemberCacheCompressor`.
  */
 export class MemberCacheWriter {
   readonly #path: string;

@@ -42,7 +42,7 @@ export interface UnpackOptions {
   concurrency?: number;
   /**
    * Write decoded xz members raw instead of compressing them into the member cache on the
-   * way, and hand each one here; the caller then owns it (`compressMemberCaches` finishes
+   * way, and hand each one here; the caller then owns it (`MemberCacheCompressor` finishes
    * the cache while the CPU is otherwise idle). Without it the cache is written inline.
    */
   deferMemberCache?: (pending: PendingMemberCache) => void;
@@ -208,25 +208,28 @@ class ArrivalQueue {
         this.wake();
       };
       if (pkg.ready === undefined) arrive();
-      else
-        pkg.ready.then(arrive, (error: unknown) => {
-          this.failure ??= { error };
-          this.wake();
-        });
+      else pkg.ready.then(arrive, (error: unknown) => this.fail(error));
     });
   }
 
   async take(): Promise<number | undefined> {
     for (;;) {
       if (this.pending === 0) return undefined;
+      // A package that will never arrive fails the unpack at once: the tree is discarded anyway.
+      if (this.failure) throw this.failure.error;
       const next = this.ready.shift();
       if (next !== undefined) {
         this.pending--;
         return next;
       }
-      if (this.failure) throw this.failure.error;
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  /** Ends the queue: every `take`, waiting or later, rejects with `error`. */
+  fail(error: unknown): void {
+    this.failure ??= { error };
+    this.wake();
   }
 
   private wake(): void {
@@ -236,7 +239,10 @@ class ArrivalQueue {
   }
 }
 
-/** Runs `work` over the queue's items with at most `limit` in flight; the first failure wins after in-flight work settles. */
+/**
+ * Runs `work` over the queue's items as they arrive, at most `limit` at a time. The first
+ * failure ends the queue (lanes waiting for a file stop) and wins once in-flight work settles.
+ */
 async function runAll(
   queue: ArrivalQueue,
   limit: number,
@@ -252,6 +258,8 @@ async function runAll(
         await work(item);
       } catch (error) {
         failure ??= { error };
+        // Lanes waiting for a download stop now, not when the next file arrives.
+        queue.fail(error);
       }
     }
   };

@@ -45,7 +45,10 @@ export function registerBuild(program: Command, setExit: (code: number) => void)
         // load, so its index requests go out while they do.
         const { startEarlyResolve } = await import('../api/early-resolve.js');
         const earlyResolve = startEarlyResolve(recipes[0]!, buildOptions);
-        const { build } = await import('../api/build.js');
+        const { build } = await import('../api/build.js').catch(async (error: unknown) => {
+          (await earlyResolve)?.cancel();
+          throw error;
+        });
         results = [await build(recipes[0]!, { ...buildOptions, earlyResolve })];
       } else {
         const { buildGraph } = await import('../api/build-graph.js');

@@ -261,6 +261,18 @@ describe('unpackPackages', () => {
     });
     const failing = [made[0]!, { ...made[1]!, ready: Promise.reject(lost) }];
     await expect(unpackPackages(failing, join(dir, 'root2'))).rejects.toBe(lost);
+
+    // A package that fails to unpack ends the unpack at once, while another is still awaited
+    // (here: never arrives; without that, this would wait forever).
+    const damaged = join(dir, 'damaged.deb');
+    await writeFile(damaged, 'not a deb');
+    const stuck = [
+      { ...made[0]!, file: damaged },
+      { ...made[1]!, ready: new Promise<void>(() => {}) },
+    ];
+    await expect(unpackPackages(stuck, join(dir, 'root2'))).rejects.toMatchObject({
+      code: 'DEB_BAD_ARCHIVE',
+    });
   });
 
   it('hands decoded xz members over raw when the member cache is deferred; the compressor finishes the cache', async () => {

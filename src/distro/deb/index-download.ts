@@ -53,7 +53,7 @@ export async function downloadIndex(
 /**
  * What reads a downloading index: an `xz` process fed as the bytes arrive, for a large xz
  * index (decoding overlaps the download: ≈0.2 s off bookworm's main index on a fast
- * mirror); otherwise nothing until the verified body is whole, then `decompress`. Nothing
+ * mirror); otherwise nothing until the verified body is whole, then `decodeIndex`. Nothing
  * decoded is used before the download is verified: a failure on unverified bytes is
  * reported only after the hash matched (or the attempt is retried when it did not).
  */
@@ -62,10 +62,21 @@ export async function indexConsumer(
   base: string,
   onChunk: (chunk: Buffer) => void,
   xzProcessMin: number,
+  plainSize?: number,
 ): Promise<BodyConsumer> {
+  // Unverified bytes must not decode without bound (a few MB of xz can expand to many GB):
+  // past the signed size of the plain index, or 20 times the compressed size when the Release
+  // does not list it, decoding stops; `end` reports it only if the hash matched.
+  const limit = plainSize ?? Math.max(entry.size * 20, 1 << 20);
+  let decoded = 0;
+  const bounded = (chunk: Buffer) => {
+    decoded += chunk.length;
+    if (decoded > limit) throw new Error(`it decodes to more than ${limit} bytes`);
+    onChunk(chunk);
+  };
   const xz =
     entry.path.endsWith('.xz') && entry.size >= xzProcessMin
-      ? await XzDecoderProcess.start(onChunk)
+      ? await XzDecoderProcess.start(bounded)
       : undefined;
   if (xz === undefined)
     return {

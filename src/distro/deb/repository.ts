@@ -305,7 +305,7 @@ async function loadPackages(
       base,
       release.acquireByHash,
       { ...env, reporter: ctx.reporter },
-      () => indexConsumer(entry, base, sink(), env.xzProcessMinBytes),
+      () => indexConsumer(entry, base, sink(), env.xzProcessMinBytes, plainEntry?.size),
     );
     writes.push({ path: compressedIndexPath(ctx.store, entry), data });
   }
