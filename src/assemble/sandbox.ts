@@ -4,6 +4,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { describeError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
+import { isolatedNamespaceArgs } from './namespaces.js';
 import { resolveInRoot } from './resolve-in-root.js';
 
 /**
@@ -214,13 +215,8 @@ function spawnSandbox(
   argv: readonly string[],
   options: SandboxOptions,
 ): Promise<SandboxResult> {
-  const flags = ['--mount', '--pid', '--ipc', '--uts', ...(options.network ? [] : ['--net'])];
   const args = [
-    ...flags,
-    '--fork',
-    '--kill-child',
-    '--propagation',
-    'private',
+    ...isolatedNamespaceArgs(!options.network),
     '--',
     '/bin/sh',
     '-c',

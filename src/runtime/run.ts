@@ -18,6 +18,7 @@ import {
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import { isolatedNamespaceArgs } from '../assemble/namespaces.js';
 import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { sha256Hex } from '../core/digest.js';
 import { describeError, RootcastError } from '../core/errors.js';
@@ -211,15 +212,7 @@ export async function startRun(
     'KILL',
     '--',
     'unshare',
-    '--mount',
-    '--pid',
-    '--ipc',
-    '--uts',
-    ...(network === 'none' ? ['--net'] : []),
-    '--fork',
-    '--kill-child',
-    '--propagation',
-    'private',
+    ...isolatedNamespaceArgs(network === 'none'),
     '--',
     '/bin/sh',
     ensureInitScript(store),

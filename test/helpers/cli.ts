@@ -14,10 +14,22 @@ export function runCli(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<CliResult> {
+  return runProcess(process.execPath, [CLI, ...args], {
+    cwd: options.cwd ?? process.cwd(),
+    env: { ...process.env, ...options.env },
+  });
+}
+
+/** Runs a command to its end and collects its output (stdin closed); rejects only if it cannot start. */
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: options.cwd ?? process.cwd(),
-      env: { ...process.env, ...options.env },
+    const child = spawn(command, args, {
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.env ? { env: options.env } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

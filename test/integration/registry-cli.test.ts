@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, errorLines } from '../helpers/cli.js';
+import { type CliResult, errorLines, runProcess } from '../helpers/cli.js';
 import { commitBase, type RunningRegistry, startRegistry } from './registry-fixtures.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -22,22 +21,9 @@ function runRegistryCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cl
     registerRegistryVerbs(program, (c) => { code = c; });
     try { await program.parseAsync(process.argv); } catch (e) { code = e instanceof CommanderError ? 2 : 1; }
     process.exitCode = code;`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, 'rootcast', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, HOME: '/nonexistent', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  return runProcess(process.execPath, ['--input-type=module', '-e', script, 'rootcast', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, HOME: '/nonexistent', ...env },
   });
 }
 

@@ -1,9 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createStagingDir } from '../../src/store/layers.js';
 import { commitTemplate } from '../../src/store/templates.js';
+import { runProcess } from '../helpers/cli.js';
 
 /**
  * Small, fast templates for the runtime's tests, built from the host's own binaries (dash,
@@ -148,7 +149,7 @@ export interface ListingEntry {
  * Lists a tree. With `overlay` (lowers top first, optional upper/work), the tree is first
  * mounted at `root` inside a private mount namespace, so nothing stays mounted.
  */
-export function viewListing(
+export async function viewListing(
   root: string,
   overlay?: { lowers: string[]; upper?: string; work?: string },
 ): Promise<Record<string, ListingEntry>> {
@@ -165,39 +166,12 @@ export function viewListing(
     mount = `mount -t overlay overlay -o "${options}" "$1" && `;
   }
   const script = `${mount}exec "$2" "$3" "$1" "$4"`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'unshare',
-      [
-        '--mount',
-        '--propagation',
-        'private',
-        '--',
-        '/bin/sh',
-        '-c',
-        script,
-        'list',
-        root,
-        process.execPath,
-        lister,
-        nativeModule,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => {
-      rmSync(dir, { recursive: true, force: true });
-      if (code !== 0) reject(new Error(`listing ${root} failed (${code}): ${stderr}`));
-      else resolve(JSON.parse(stdout) as Record<string, ListingEntry>);
-    });
-  });
+  const args = ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'list', root];
+  const listed = await runProcess('unshare', [...args, process.execPath, lister, nativeModule]).finally(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
+  if (listed.code !== 0) throw new Error(`listing ${root} failed (${listed.code}): ${listed.stderr}`);
+  return JSON.parse(listed.stdout) as Record<string, ListingEntry>;
 }
 
 /** Mount lines of this process's namespace that mention `path`. */
