@@ -162,7 +162,9 @@ describe('runtime on debian-12-minbase', () => {
     ).toBe('running');
     run.kill('SIGKILL');
     await new Promise((resolve) => run.on('close', resolve));
-    await new Promise((r) => setTimeout(r, 200));
+    // The kernel tears the namespaces down once their last process is reaped: poll, not a fixed wait.
+    for (let i = 0; i < 200 && mountsUnder(store).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
     expect(mountsUnder(store)).toEqual([]);
     expect(
       (await json<{ name: string; state: string }[]>('containers')).find((c) => c.name === 'victim')?.state,
