@@ -297,6 +297,8 @@ export class TreeWriter implements TarSink {
       this.create(path, entry, () => symlinkSync(entry.linkpath, path));
     }
     lchownSync(path, entry.uid, entry.gid);
+    // lsetxattr sets the link's own attributes (trusted.*, security.*; the kernel refuses user.*).
+    this.setXattrs(path, entry);
     lutimesSync(path, entry.mtime, entry.mtime);
     this.ownSymlinks.add(path);
     this.written.push(path);

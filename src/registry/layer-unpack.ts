@@ -116,10 +116,6 @@ class OverlaySink implements TarSink {
       for (const key of [...entry.xattrs.keys()])
         if (key.startsWith('trusted.overlay.')) entry.xattrs.delete(key);
       this.writer.entry(entry);
-      // TreeWriter (made for packages) skips xattrs on symlinks; layers keep them. The layer
-      // ships no symlink it goes through (TreeWriter refuses that), so root/rel is the link.
-      if (entry.type === 'symlink' && rel !== undefined)
-        for (const [key, value] of entry.xattrs) nativeCalls().lsetxattr(`${this.root}/${rel}`, key, value);
       return;
     }
     this.skipping = true;

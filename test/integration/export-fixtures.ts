@@ -9,7 +9,7 @@ import { type CommitTemplateResult, commitTemplate } from '../../src/store/templ
  * A two-layer template for the export tests, and the tree it must flatten to.
  *
  * base:  etc/hostname, etc/removed, etc/keep, usr/share/doc/{a,b}, var/lib/x/y, bin/tool
- *        (+ a hardlink bin/tool-link), dev/null, a symlink and an xattr.
+ *        (+ a hardlink bin/tool-link), dev/null, a symlink with an xattr and a file with one.
  * child: changes etc/hostname, deletes etc/removed (whiteout), makes usr/share/doc opaque
  *        with only `c` in it, replaces the directory var/lib/x by a file, deletes the first
  *        name of the hardlink pair (bin/tool) so bin/tool-link must carry the content, adds
@@ -52,6 +52,8 @@ async function buildBase(root: string): Promise<void> {
   await file(root, 'bin/tool', '#!/bin/sh\necho tool\n', 0o755);
   await link(join(root, 'bin/tool'), join(root, 'bin/tool-link'));
   await symlink('tool-link', join(root, 'bin/alias'));
+  // A symlink's own xattr (user.* is refused on links): layers, pulls and exports keep it.
+  nativeCalls().lsetxattr(join(root, 'bin/alias'), 'trusted.note', Buffer.from('link'));
   await mkdir(join(root, 'dev'), { recursive: true });
   nativeCalls().mknod(join(root, 'dev/null'), 0o020666, 1, 3);
   execFileSync('setfattr', ['-n', 'user.note', '-v', 'base', join(root, 'etc/keep')]);

@@ -37,7 +37,13 @@ const everything: DebSpec['entries'] = [
   { path: './usr/bin/passwd', type: 'file', mode: 0o4755, data: 'setuid' },
   { path: './usr/bin/wall', type: 'file', mode: 0o2755, gid: 5, data: 'setgid' },
   { path: './usr/bin/hard', type: 'hardlink', linkpath: './usr/bin/passwd' },
-  { path: './usr/bin/abs', type: 'symlink', linkpath: '/etc/alternatives/abs' },
+  {
+    path: './usr/bin/abs',
+    type: 'symlink',
+    linkpath: '/etc/alternatives/abs',
+    // user.* is refused on symlinks by the kernel; trusted.* is what a layer would carry.
+    xattrs: { 'trusted.rootcast': 'link' },
+  },
   { path: './usr/bin/rel', type: 'symlink', linkpath: '../lib/x', mtime: 1_500_000_000 },
   { path: './var/', type: 'dir' },
   { path: './var/mail/', type: 'dir', mode: 0o2775, gid: 8 },
@@ -111,6 +117,7 @@ describe('unpackPackages', () => {
     expect(readFileSync(join(root, 'usr/bin/sh'), 'utf8')).toBe('#!shell\n');
     expect(readFileSync(join(root, 'usr/lib64/ld.so'), 'utf8')).toBe('loader');
     expect(nativeCalls().lgetxattr(join(root, 'usr/bin/ping'), 'user.rootcast').toString()).toBe('caps');
+    expect(nativeCalls().lgetxattr(join(root, 'usr/bin/abs'), 'trusted.rootcast').toString()).toBe('link');
     expect(unpacked[0]?.paths.slice(0, 4)).toEqual(['/.', '/bin', '/bin/sh', '/usr']);
     expect(unpacked.map((p) => p.name)).toEqual(['pkg-0', 'pkg-1', 'pkg-2', 'pkg-3']);
   });
