@@ -1,4 +1,5 @@
 import { type ContextOptions, createContext } from '../core/context.js';
+import { templatesInUse } from '../runtime/record.js';
 import { type FsckReport, fsckStore } from '../store/fsck.js';
 import { type GcOptions, type GcReport, gcStore } from '../store/gc.js';
 
@@ -7,9 +8,12 @@ import { type GcOptions, type GcReport, gcStore } from '../store/gc.js';
  * the store's mark-and-sweep or check. Neither prints; the CLI decides the exit code
  * (`fsck` fails when `healthy` is false).
  */
-export async function collectGarbage(options: ContextOptions & GcOptions = {}): Promise<GcReport> {
+export async function collectGarbage(
+  options: ContextOptions & Omit<GcOptions, 'templatesInUse'> = {},
+): Promise<GcReport> {
   const { store, reporter } = createContext(options);
   const report = await gcStore(store, {
+    templatesInUse,
     ...(options.dryRun ? { dryRun: true } : {}),
     ...(options.keepPackages ? { keepPackages: true } : {}),
     ...(options.indexes ? { indexes: true } : {}),

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { storePaths } from '../core/context.js';
 import { digestHex, isSha256Hex, SHA256_PREFIX } from '../core/digest.js';
 import { isRootcastError } from '../core/errors.js';
-import { templatesInUse } from '../runtime/record.js';
 import { openBlobStore } from './blob-store.js';
 import { digestsIn, findDeadTemporaries, removePath } from './fsck.js';
 import { readIndex } from './layout.js';
@@ -19,7 +18,7 @@ import { storeLayout } from './paths.js';
 
 /**
  * `rootcast gc`: mark and sweep. Everything reachable from `index.json` or from a container's
- * record (`<store>/containers/<name>/container.json`) is kept: each manifest
+ * record (`<store>/containers/<name>/container.json`, read by the caller's `templatesInUse`) is kept: each manifest
  * (tagged or not), every digest it names (config, layers, lock, any annotation that is a
  * digest), the unpacked layers of its config's `diff_ids`, and the packages its lock lists.
  * Everything else under `blobs/`, `layers/`, `packages/` (unless `keepPackages`), `indexes/`
@@ -31,7 +30,23 @@ import { storeLayout } from './paths.js';
  * follow is missing (a manifest, config or lock: see `rootcast fsck`), it keeps every item of
  * the kinds that document could have named instead of guessing, and says so in `warnings`.
  */
+/**
+ * What containers hold on to, read by the runtime (the store does not know container records):
+ * manifest digests with the containers' names, the diff_ids their trees use, and records that
+ * could not be read (any problem makes gc keep everything). Called once, under the store lock.
+ */
+export interface TemplatesInUse {
+  digests: ReadonlyMap<string, readonly string[]>;
+  diffIds: ReadonlySet<string>;
+  problems: readonly string[];
+}
+
 export interface GcOptions {
+  /**
+   * Reads what containers use (`runtime/record.ts` has the reader). Required, so no caller can
+   * forget the containers and collect a template a container still runs on.
+   */
+  templatesInUse: (store: string) => TemplatesInUse;
   /** Report what would be removed, remove nothing. */
   dryRun?: boolean;
   /** Keep every cached package, referenced or not. */
@@ -78,7 +93,10 @@ function isMissing(error: unknown): boolean {
 }
 
 /** The mark phase. Reads verify, so a corrupt document fails with `BLOB_CORRUPT` (run fsck). */
-export async function markReachable(store: string): Promise<Reachable> {
+export async function markReachable(
+  store: string,
+  templatesInUse: GcOptions['templatesInUse'],
+): Promise<Reachable> {
   const blobs = openBlobStore(store);
   const r: Reachable = {
     manifests: 0,
@@ -200,7 +218,7 @@ export function planSweep(
 }
 
 async function sweep(store: string, options: GcOptions): Promise<GcReport> {
-  const reachable = await markReachable(store);
+  const reachable = await markReachable(store, options.templatesInUse);
   const indexes = storePaths.indexes(store);
   const present = {
     blobs: (await entries(storeLayout.blobs(store))).filter(isSha256Hex),
@@ -257,7 +275,7 @@ async function sweep(store: string, options: GcOptions): Promise<GcReport> {
 }
 
 /** Collects garbage under the locks described in the module comment. */
-export async function gcStore(store: string, options: GcOptions = {}): Promise<GcReport> {
+export async function gcStore(store: string, options: GcOptions): Promise<GcReport> {
   const held: FileLock[] = [];
   try {
     held.push(await acquireLock(storeLayout.lock(store, 'gc'), { timeoutMs: 0 }));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { storePaths } from '../../src/core/context.js';
 import { sha256Hex } from '../../src/core/digest.js';
+import { templatesInUse } from '../../src/runtime/record.js';
 import { fsckStore } from '../../src/store/fsck.js';
 import { gcStore } from '../../src/store/gc.js';
 import { updateIndex } from '../../src/store/layout.js';
@@ -69,7 +70,7 @@ describe('gc and fsck', () => {
   });
 
   it('gc keeps everything a tag reaches', async () => {
-    const report = await gcStore(store);
+    const report = await gcStore(store, { templatesInUse });
     expect(report.removed).toEqual([]);
     expect(report.kept).toEqual({ manifests: 2, blobs: 8, layers: 2, packages: 3 });
   });
@@ -91,17 +92,17 @@ describe('gc and fsck', () => {
       stray,
     ];
 
-    const dry = await gcStore(store, { dryRun: true });
+    const dry = await gcStore(store, { templatesInUse, dryRun: true });
     expect(dry.removed.map((r) => r.path)).toEqual(expected);
     expect(dry.bytesFreed).toBeGreaterThan(0);
     for (const path of expected) expect(existsSync(path)).toBe(true);
 
-    const kept = await gcStore(store, { keepPackages: true });
+    const kept = await gcStore(store, { templatesInUse, keepPackages: true });
     expect(kept.removed.map((r) => r.path)).toEqual(expected.filter((p) => !p.includes('/packages/')));
     expect(kept.bytesFreed).toBe(dry.bytesFreed - PKG.onlyB.content.length);
     for (const path of expected) expect(existsSync(path)).toBe(path.includes('/packages/'));
 
-    const report = await gcStore(store);
+    const report = await gcStore(store, { templatesInUse });
     expect(report.removed.map((r) => r.path)).toEqual([
       storePaths.packageFile(store, sha256Hex(PKG.onlyB.content)),
     ]);
@@ -112,13 +113,15 @@ describe('gc and fsck', () => {
     expect((await findByCacheKey(store, `sha256:${sha256Hex('a')}`))?.manifestDigest).toBe(a.manifestDigest);
     expect((await fsckStore(store)).problems).toEqual([]);
 
-    expect((await gcStore(store, { indexes: true })).removed.map((r) => r.path)).toEqual([indexFile]);
+    expect((await gcStore(store, { templatesInUse, indexes: true })).removed.map((r) => r.path)).toEqual([
+      indexFile,
+    ]);
   });
 
   it('gc refuses to run while a build holds its lock', async () => {
     const lock = await acquireLock(buildLockPath(store, 'a'));
     try {
-      await expect(gcStore(store)).rejects.toMatchObject({ code: 'STORE_LOCK_TIMEOUT' });
+      await expect(gcStore(store, { templatesInUse })).rejects.toMatchObject({ code: 'STORE_LOCK_TIMEOUT' });
     } finally {
       await lock.release();
     }
@@ -202,7 +205,7 @@ describe('gc and fsck', () => {
       expect(existsSync(path)).toBe(false);
     expect(existsSync(liveTree)).toBe(true);
     // gc cannot follow b's manifest any more, so it keeps blobs rather than guess.
-    const gc = await gcStore(store, { dryRun: true });
+    const gc = await gcStore(store, { templatesInUse, dryRun: true });
     expect(gc.warnings).toEqual([expect.stringContaining(b.manifestDigest)]);
     expect(gc.removed.filter((r) => r.kind === 'blob')).toEqual([]);
   });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clone, listContainers, removeContainers } from '../../src/api/runtime.js';
 import { removeTemplate } from '../../src/api/tags.js';
 import { RootcastError } from '../../src/core/errors.js';
-import { readRecord } from '../../src/runtime/record.js';
+import { readRecord, templatesInUse } from '../../src/runtime/record.js';
 import { generateHostKey } from '../../src/runtime/ssh-keys.js';
 import { parseCsv } from '../../src/runtime/values.js';
 import { cleanStore } from '../../src/store/clean.js';
@@ -192,12 +192,12 @@ describe('clone', () => {
     const details = await readTemplate(store, 'kept:1.0');
     await clone('kept:1.0', 'user1', { store });
     expect(await code(removeTemplate('kept:1.0', { store }))).toBe('TEMPLATE_IN_USE');
-    const report = await gcStore(store);
+    const report = await gcStore(store, { templatesInUse });
     expect(report.removed.filter((r) => r.kind !== 'temporary')).toEqual([]);
     expect(existsSync(details.layers[0]!.unpackedPath)).toBe(true);
     await removeContainers(['user1'], { store });
     await removeTemplate('kept:1.0', { store });
-    const after = await gcStore(store);
+    const after = await gcStore(store, { templatesInUse });
     expect(after.removed.some((r) => r.kind === 'layer' && r.path === details.layers[0]!.unpackedPath)).toBe(
       true,
     );
