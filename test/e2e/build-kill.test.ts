@@ -67,18 +67,21 @@ describe('a build killed at any moment', () => {
       if (name.startsWith('.tmp-')) continue;
       expect(sha256Hex(await readFile(join(cached, name)))).toBe(name);
     }
-    // No sandbox survived its build.
-    // Give the kernel a moment to deliver the parent-death signals before looking.
-    await new Promise((r) => setTimeout(r, 200));
-    const ps = await new Promise<string>((resolve) => {
-      const p = spawn('ps', ['-eo', 'args'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
+    // No sandbox survived its build. The parent-death signals take a moment to land: poll.
+    const sandboxes = async () => {
+      const ps = await new Promise<string>((resolve) => {
+        const p = spawn('ps', ['-eo', 'args'], { stdio: ['ignore', 'pipe', 'ignore'] });
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+        });
+        p.on('close', () => resolve(out));
       });
-      p.on('close', () => resolve(out));
-    });
-    expect(ps.split('\n').filter((l) => l.includes(store) && l.includes('unshare'))).toEqual([]);
+      return ps.split('\n').filter((l) => l.includes(store) && l.includes('unshare'));
+    };
+    for (let i = 0; i < 100 && (await sandboxes()).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await sandboxes()).toEqual([]);
   });
 
   it('builds successfully after all the kills, leaving no temporaries', async () => {
