@@ -81,12 +81,14 @@ export async function parentBase(
       );
     }
     const { loaded: parentLoaded, lock } = await lookup.lockRecipe(path);
+    checkSameBase(loaded, from, parentLoaded.recipe);
     const grand = await parentBase(parentLoaded, { ...lookup, seen });
     const installed = [...(grand?.installed ?? []), ...lock.packages.map(installedOf)];
     return { lockParent: { from, packages: installedDigest(installed) }, installed, recipePath: path };
   }
   const ref = parentTemplateRef(from);
-  const installed = await templateInstalledSet(lookup.store, ref, loaded.path, from);
+  const { installed, lock } = await templateInstalledSet(lookup.store, ref, loaded.path, from);
+  checkSameBase(loaded, from, lock);
   return { lockParent: { from, packages: installedDigest(installed) }, installed, templateRef: ref };
 }
 
@@ -94,14 +96,42 @@ function installedOf(p: { name: string; version: string; arch: string }): Instal
   return { name: p.name, version: p.version, arch: p.arch };
 }
 
-/** The union of the lock blobs along a template's parent chain. */
+/** The fields a child must share with its parent, in the order they are checked. */
+const BASE_FIELDS = ['distro', 'release', 'arch', 'variant'] as const;
+
+/**
+ * A child adds one layer to its parent's tree, so it must be the same distribution, release
+ * and architecture (a trixie layer on a bookworm tree locks and builds, and is broken), and
+ * name the parent's variant (the child's is not resolved; a different one would only mislead
+ * `inspect` and the export names). Throws `FROM_MISMATCH` at the child's line for the field.
+ */
+function checkSameBase(
+  child: LoadedRecipe,
+  from: string,
+  parent: Readonly<Record<(typeof BASE_FIELDS)[number], string>>,
+): void {
+  for (const field of BASE_FIELDS) {
+    const mine = child.recipe[field];
+    if (mine === parent[field]) continue;
+    const at = child.locate([field]);
+    const where = at ? `${child.path}:${at.line}:${at.column}` : child.path;
+    throw inputError(
+      'FROM_MISMATCH',
+      `${where}: ${field} is ${mine}, but the parent ${from} is ${parent[field]}`,
+      `A child adds a layer to its parent's tree: write the parent's ${field} (${parent[field]}), or build a new base without \`from:\`.`,
+    );
+  }
+}
+
+/** The union of the lock blobs along a template's parent chain, and the template's own lock. */
 async function templateInstalledSet(
   store: string,
   ref: string,
   recipePath: string,
   from: string,
-): Promise<InstalledPackage[]> {
+): Promise<{ installed: InstalledPackage[]; lock: LockFile }> {
   const out: InstalledPackage[] = [];
+  let own: LockFile | undefined;
   let current: string | undefined = ref;
   const visited = new Set<string>();
   while (current !== undefined) {
@@ -121,8 +151,10 @@ async function templateInstalledSet(
     if (visited.has(details.manifestDigest)) break;
     visited.add(details.manifestDigest);
     const lock = lockFileSchema.parse(JSON.parse(await readTemplateLock(store, details.manifestDigest)));
+    own ??= lock;
     out.unshift(...lock.packages.map(installedOf));
     current = details.annotations[ANNOTATION.parent];
   }
-  return out;
+  // The loop runs at least once (a missing `ref` throws), so `own` is the template's lock.
+  return { installed: out, lock: own as LockFile };
 }
