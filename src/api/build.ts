@@ -145,6 +145,9 @@ export async function build(recipePath: string, options: BuildOptions = {}): Pro
     await cleanStore(ctx.store);
     const phases: Record<string, number> = {};
     const phase = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+      // Ctrl-C (the CLI aborts the signal) stops the build at the next phase at the latest;
+      // the finally below removes the staging tree, as after any failure.
+      ctx.signal?.throwIfAborted();
       const t0 = performance.now();
       ctx.reporter.log('debug', `${name}…`);
       const value = await work();
@@ -325,6 +328,7 @@ async function assembleTree(tree: string, a: AssembleContext): Promise<string> {
   const unpacked = await phase('unpack', () =>
     unpackPackages(arrivals.files, tree, {
       reporter: ctx.reporter,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
       deferMemberCache: (pending) => a.memberCache.add(pending),
     }),
   );

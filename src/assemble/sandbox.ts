@@ -265,6 +265,8 @@ function spawnSandbox(
     const timer = setTimeout(() => kill(`timed out after ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
     const onAbort = () => kill('was aborted');
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // An abort before the spawn fires no event: the listener alone would let the command run.
+    if (options.signal?.aborted) onAbort();
     child.stdin?.on('error', () => {});
     child.stdin?.end(options.stdin ?? '');
     child.on('error', (error) => {

@@ -46,6 +46,8 @@ export interface UnpackOptions {
    * the cache while the CPU is otherwise idle). Without it the cache is written inline.
    */
   deferMemberCache?: (pending: PendingMemberCache) => void;
+  /** Aborting stops taking packages (those in flight finish) and rejects with the reason. */
+  signal?: AbortSignal;
 }
 
 export async function unpackPackages(
@@ -66,10 +68,20 @@ export async function unpackPackages(
       if (outcome.pendingMember) options.deferMemberCache?.(outcome.pendingMember);
       outcomes[index] = outcome;
     };
-    await runAll(new ArrivalQueue(packages), size, async (index) => {
-      await unpackAt(index);
-      task.advance(1);
-    });
+    const queue = new ArrivalQueue(packages);
+    const signal = options.signal;
+    const onAbort = () => queue.fail(signal?.reason);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await runAll(queue, size, async (index) => {
+        await unpackAt(index);
+        task.advance(1);
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    signal?.throwIfAborted();
     const again = overlappingPackages(outcomes);
     if (again.length > 0) {
       reporter.log(

@@ -1,5 +1,6 @@
 import type { RecipeOptions } from '../api/lock.js';
 import { type Command, InvalidArgumentError, Option } from './commander.js';
+import { exitCodeFor, watchInterrupts } from './interrupt.js';
 import type { GlobalFlags } from './output.js';
 import { reportError } from './output.js';
 import { createTerminalReporter } from './terminal-reporter.js';
@@ -52,12 +53,15 @@ function positiveInt(value: string): number {
 
 /**
  * Runs one verb: builds the reporter and API options from the flags, calls `body`, and
- * turns any error into output and an exit code.
+ * turns any error into output and an exit code. Unless `signals` is `'own'` (a verb that
+ * handles them itself, `run`), Ctrl-C/SIGTERM/SIGHUP abort the options' signal and the
+ * verb ends with `ABORTED` and 128 + the signal's number once the work has unwound.
  */
 export async function runVerb(
   flags: RecipeFlags,
   setExit: (code: number) => void,
   body: (options: RecipeOptions) => Promise<void>,
+  signals: 'interrupt' | 'own' = 'interrupt',
 ): Promise<void> {
   const reporter = createTerminalReporter({
     verbose: Boolean(flags.verbose || flags.debug),
@@ -65,6 +69,7 @@ export async function runVerb(
     noProgress: Boolean(flags.json || flags.quiet || flags.progress === 'none'),
     jsonProgress: flags.progress === 'json',
   });
+  const interrupts = signals === 'interrupt' ? watchInterrupts() : undefined;
   try {
     // The recipe modules (yaml, zod, handlebars) load only when a verb runs.
     const set =
@@ -76,12 +81,22 @@ export async function runVerb(
       ...(set ? { set } : {}),
       ...(flags.store ? { store: flags.store } : {}),
       ...(flags.jobs ? { concurrency: flags.jobs } : {}),
+      ...(interrupts ? { signal: interrupts.signal } : {}),
     };
     await body(options);
   } catch (error) {
     reporter.stop();
-    setExit(reportError(error, flags));
+    const received = interrupts?.received();
+    // Whatever the unwinding threw (a killed sandbox, an aborted download), the cause was the signal.
+    if (received) {
+      reportError(interrupts?.signal.reason ?? error, flags);
+      setExit(exitCodeFor(received));
+    } else {
+      setExit(reportError(error, flags));
+    }
     return;
+  } finally {
+    interrupts?.dispose();
   }
   reporter.stop();
 }

@@ -134,23 +134,28 @@ export function registerRuntimeVerbs(program: Command, setExit: (code: number) =
           driver?: string;
         },
       ) => {
-        await runVerb(flags, setExit, async (options) => {
-          const { run } = await import('../api/runtime.js');
-          const { parseDriverName } = flags.driver
-            ? await import('../runtime/drivers.js')
-            : { parseDriverName: undefined };
-          const result = await run(target, {
-            ...options,
-            argv: command,
-            env: flags.env,
-            forwardSignals: true,
-            ...(flags.rm ? { rm: true } : {}),
-            ...(flags.network ? { network: flags.network } : {}),
-            ...(flags.workdir ? { workdir: flags.workdir } : {}),
-            ...(parseDriverName && flags.driver ? { driver: parseDriverName(flags.driver) } : {}),
-          });
-          setExit(result.exitCode);
-        });
+        await runVerb(
+          flags,
+          setExit,
+          async (options) => {
+            const { run } = await import('../api/runtime.js');
+            const { parseDriverName } = flags.driver
+              ? await import('../runtime/drivers.js')
+              : { parseDriverName: undefined };
+            const result = await run(target, {
+              ...options,
+              argv: command,
+              env: flags.env,
+              forwardSignals: true,
+              ...(flags.rm ? { rm: true } : {}),
+              ...(flags.network ? { network: flags.network } : {}),
+              ...(flags.workdir ? { workdir: flags.workdir } : {}),
+              ...(parseDriverName && flags.driver ? { driver: parseDriverName(flags.driver) } : {}),
+            });
+            setExit(result.exitCode);
+          },
+          'own',
+        );
       },
     );
 }

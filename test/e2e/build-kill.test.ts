@@ -84,6 +84,50 @@ describe('a build killed at any moment', () => {
     expect(await sandboxes()).toEqual([]);
   });
 
+  // Ctrl-C and SIGTERM are not SIGKILL: the build unwinds and removes what it had started.
+  it.each([
+    ['SIGINT', 'fetch', 130],
+    ['SIGINT', 'configure', 130],
+    ['SIGTERM', 'unpack', 143],
+  ] as const)(
+    '%s during %s stops the build, removes its temporaries and exits %i',
+    async (signal, target, exit) => {
+      if (target === 'fetch') await rm(join(store, 'packages'), { recursive: true, force: true });
+      const child = spawn(
+        process.execPath,
+        [CLI, 'build', '--rebuild', recipe, '--store', store, '-v', '--json'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let log = '';
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      await new Promise<void>((resolve) => {
+        child.stderr.on('data', (d: Buffer) => {
+          log += d.toString();
+          if (log.includes(`${target}…`)) resolve();
+        });
+        void exited.then(() => resolve());
+      });
+      await new Promise((r) => setTimeout(r, 150));
+      child.kill(signal);
+      const code = await exited;
+      expect(log, 'the build ended before the signal').toContain(`${target}…`);
+      expect(code, log).toBe(exit);
+      expect(JSON.parse(stdout)).toMatchObject({
+        error: { code: 'ABORTED', message: `interrupted by ${signal}` },
+      });
+      // Unlike after SIGKILL, nothing is left for the next build to clean.
+      expect(await readdir(join(store, 'tmp')).catch(() => [])).toEqual([]);
+      expect(await readdir(join(store, 'ingest')).catch(() => [])).toEqual([]);
+      const cached = await readdir(join(store, 'packages', 'sha256')).catch(() => [] as string[]);
+      expect(cached.filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+      expect((await checkStore(store, { verifyBlobs: true })).problems).toEqual([]);
+    },
+  );
+
   it('builds successfully after all the kills, leaving no temporaries', async () => {
     const result = await runCli(['build', '--rebuild', recipe, '--store', store, '--json']);
     expect(result.code, result.stderr).toBe(0);
