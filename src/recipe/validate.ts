@@ -197,7 +197,9 @@ function valueHint(path: (string | number)[], issue: Issue): string {
     case 'name':
       return 'Use lowercase letters, digits, ".", "_" and "-", starting with a letter or digit (e.g. debian-12-minbase).';
     case 'version':
-      return 'Use letters, digits, ".", "_" and "-" (an OCI tag), quoted: version: "1.0".';
+      return issue.message.includes('latest')
+        ? 'Give the template a version of its own, e.g. version: "1.0"; every build also points <name>:latest at the newest build.'
+        : 'Use letters, digits, ".", "_" and "-" (an OCI tag), quoted: version: "1.0".';
     case 'release':
       return 'Use the release codename, e.g. bookworm or trixie.';
     case 'from':

@@ -70,6 +70,14 @@ const EXPECTED: Record<string, Expectation> = {
     message: /version: expected a string, got a number \(1\.0\)/,
     hint: /version: "1\.0"/,
   },
+  'version-latest.yaml': {
+    code: 'RECIPE_INVALID_VALUE',
+    line: 3,
+    column: 10,
+    field: 'version',
+    message: /version "latest" must not be "latest"/,
+    hint: /version: "1\.0".*newest build/,
+  },
   'unquoted-mode.yaml': {
     code: 'RECIPE_INVALID_TYPE',
     line: 16,
