@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInSandbox } from '../../src/assemble/sandbox.js';
 import { runCli } from '../helpers/cli.js';
+import { documentedFields, expectDocumented } from '../helpers/json-docs.js';
 
 const exec = promisify(execFile);
 
@@ -71,6 +72,15 @@ describe.each([
     };
     expect(inspect.packages).toHaveLength(built.packages);
     expect(inspect.architecture).toBe('amd64');
+    // The --json shapes are what docs/json.md says they are.
+    expectDocumented(built, documentedFields('build'));
+    expectDocumented(inspect, documentedFields('inspect'));
+    for (const row of ls) expectDocumented(row, documentedFields('ls'));
+    const all = JSON.parse((await runCli(['ls', '--all', '--store', store, '--json'])).stdout) as object[];
+    const withHistory = documentedFields('ls', 1);
+    const plain = documentedFields('ls');
+    for (const row of all)
+      expectDocumented(row, { required: [...plain.required, ...withHistory.required], optional: [] });
   });
 
   it('passes dpkg --audit, has every package installed, and apt-get check passes', async () => {
