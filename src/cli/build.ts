@@ -1,5 +1,6 @@
 import type { BuildResult } from '../api/build.js';
-import { type Command, InvalidArgumentError } from './commander.js';
+import { inputError } from '../core/errors.js';
+import type { Command } from './commander.js';
 import { addRecipeFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 
@@ -86,17 +87,27 @@ function jsonOf(result: BuildResult): Record<string, unknown> {
   };
 }
 
+/** `--compression`: a zstd level (the store checks it again; here it fails before any work). */
 function level(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 19)
-    throw new InvalidArgumentError('expected an integer from 1 to 19');
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 19) {
+    throw inputError(
+      'COMPRESSION_LEVEL_INVALID',
+      `--compression ${value}: zstd level must be an integer from 1 to 19`,
+      'Use --compression 1–19 (default 3), or leave it out.',
+    );
+  }
   return n;
 }
 
 function epochOf(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) {
-    throw new InvalidArgumentError(`SOURCE_DATE_EPOCH must be a non-negative integer, not ${value}`);
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw inputError(
+      'SOURCE_DATE_EPOCH_INVALID',
+      `SOURCE_DATE_EPOCH must be a non-negative integer, not ${value}`,
+      'Set SOURCE_DATE_EPOCH to a whole number of seconds since 1970, or unset it.',
+    );
   }
   return n;
 }

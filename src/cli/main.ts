@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { VERSION } from '../version.js';
-import { Command, CommanderError } from './commander.js';
+import { Command, isHelpOrVersion, routeUsageErrors } from './commander.js';
 import { reportError } from './output.js';
 import { registerVerbs } from './verbs.js';
 
@@ -13,30 +13,31 @@ async function main(argv: string[]): Promise<number> {
     .description('Build, clone and ship container OS templates')
     .version(VERSION, '-V, --version')
     .showSuggestionAfterError()
-    .exitOverride()
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+    .exitOverride();
 
   let exitCode = 0;
   const setExit = (code: number) => {
     exitCode = code;
   };
   await registerVerbs(program, setExit, argv);
+  // Usage errors become USAGE_* errors, printed below like every other error.
+  routeUsageErrors(program);
 
   try {
     await program.parseAsync(argv);
   } catch (error) {
-    if (error instanceof CommanderError) {
-      if (
-        error.code === 'commander.helpDisplayed' ||
-        error.code === 'commander.version' ||
-        error.code === 'commander.help'
-      )
-        return 0;
-      return 2;
-    }
-    return reportError(error, { debug: argv.includes('--debug'), json: argv.includes('--json') });
+    // Help asked for (or `--version`): 0. Help shown because no verb was given: 2, nothing was done.
+    if (isHelpOrVersion(error)) return error.exitCode === 0 ? 0 : 2;
+    return reportError(error, flagsOf(argv));
   }
   return exitCode;
+}
+
+/** `--json` and `--debug` anywhere before `--` (what follows it belongs to `run`'s command). */
+function flagsOf(argv: string[]): { json: boolean; debug: boolean } {
+  const end = argv.indexOf('--');
+  const own = end === -1 ? argv : argv.slice(0, end);
+  return { json: own.includes('--json'), debug: own.includes('--debug') };
 }
 
 main(process.argv).then(
@@ -44,6 +45,6 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.exitCode = reportError(error, { debug: process.argv.includes('--debug') });
+    process.exitCode = reportError(error, flagsOf(process.argv));
   },
 );

@@ -1,4 +1,5 @@
-import { type Command, InvalidArgumentError } from './commander.js';
+import { inputError } from '../core/errors.js';
+import type { Command } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 import { formatBytes } from './terminal-reporter.js';
@@ -90,6 +91,12 @@ export function registerTemplateVerbs(program: Command, setExit: (code: number) 
       ) => {
         await runVerb(flags, setExit, async (options) => {
           const { exportTemplate } = await import('../api/export.js');
+          if (flags.level !== undefined && flags.compression !== undefined) {
+            // A level the named compressor cannot take fails before the template is read.
+            const { COMPRESSIONS, compressionLevel } = await import('../export/compression.js');
+            const kind = COMPRESSIONS.find((c) => c === flags.compression);
+            if (kind) compressionLevel(kind, flags.level);
+          }
           const result = await exportTemplate(ref, flags.format, flags.output, {
             ...options,
             ...(flags.compression ? { compression: flags.compression } : {}),
@@ -103,9 +110,15 @@ export function registerTemplateVerbs(program: Command, setExit: (code: number) 
     );
 }
 
+/** `--level`: any level some compressor takes; the one in use checks its own range. */
 function parseLevel(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 19)
-    throw new InvalidArgumentError('expected an integer from 0 to 19');
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n > 19) {
+    throw inputError(
+      'EXPORT_LEVEL_INVALID',
+      `--level ${value} is not a compression level`,
+      'Use an integer: gzip 1–9, xz 0–9, zstd 1–19 (see docs/export.md), or leave it out.',
+    );
+  }
   return n;
 }
