@@ -3,7 +3,7 @@ import { inputError, isRootcastError, RootcastError } from '../core/errors.js';
 import { loadIndexes } from '../distro/deb/repository.js';
 import { baseUriFor, diffLocks, type LockChanges, lockMismatches } from '../lock/compare-lock.js';
 import { createLock } from '../lock/create-lock.js';
-import { type LockFile, lockPathFor, readLock, writeLock } from '../lock/lock-file.js';
+import { type LockFile, lockPathFor, lockProblemOf, readLock, writeLock } from '../lock/lock-file.js';
 import { loadRecipe } from '../recipe/load.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import { resolve } from '../resolve/index.js';
@@ -34,7 +34,7 @@ export interface LockResult {
   status: 'resolved' | 'unchanged';
   /** Whether the file on disk changed. */
   written: boolean;
-  /** Whether there was no lock before. */
+  /** Whether there was no usable lock before (none, or a corrupt one that `update` replaced). */
   created: boolean;
   changes: LockChanges;
   seconds: { indexes: number; resolve: number };
@@ -46,13 +46,15 @@ export interface LockResult {
  * again, or refused under `frozen`.
  */
 export async function lock(recipePath: string, options: LockOptions = {}): Promise<LockResult> {
+  // The store is checked first: a bad --store fails before the recipe or the network is read.
+  const ctx = createContext(options);
   const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
-  return lockLoaded(loaded, createContext(options), options);
+  return lockLoaded(loaded, ctx, options);
 }
 
 async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptions): Promise<LockResult> {
   const path = lockPathFor(loaded.path);
-  const existing = await readLock(path);
+  const existing = await readOrReplaceLock(path, loaded, ctx, options);
   const base = await parentOf(loaded, ctx, options);
   const reasons = existing ? lockMismatches(existing, loaded, base?.lockParent) : ['there is no lock yet'];
 
@@ -136,15 +138,38 @@ export async function lockedRecipe(
   recipePath: string,
   options: LockOptions,
 ): Promise<{ loaded: LoadedRecipe; lock: LockFile; path: string }> {
+  const ctx = createContext(options);
   const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
   const path = lockPathFor(loaded.path);
-  const existing = await readLock(path);
-  const base = await parentOf(loaded, createContext(options), options);
+  const existing = await readLock(path, { recipe: loaded.path });
+  const base = await parentOf(loaded, ctx, options);
   const reasons = existing ? lockMismatches(existing, loaded, base?.lockParent) : ['there is no lock yet'];
   if (existing && reasons.length === 0) return { loaded, lock: existing, path };
   if (options.frozen) throw frozenError(path, reasons, existing === undefined);
-  const result = await lockLoaded(loaded, createContext(options), { ...options, update: true });
+  const result = await lockLoaded(loaded, ctx, { ...options, update: true });
   return { loaded, lock: result.lock, path };
+}
+
+/**
+ * The recipe's current lock. `--update` means "resolve again and rewrite", so under `update`
+ * (and not `frozen`) a lock that is not valid JSON or not a lock is treated as absent, with a
+ * warning, and the fresh lock replaces it; a path that cannot be read at all (a directory, no
+ * permission) is refused either way, since writing there would fail too.
+ */
+async function readOrReplaceLock(
+  path: string,
+  loaded: LoadedRecipe,
+  ctx: Context,
+  options: LockOptions,
+): Promise<LockFile | undefined> {
+  try {
+    return await readLock(path, { recipe: loaded.path });
+  } catch (error) {
+    const problem = lockProblemOf(error);
+    if (!options.update || options.frozen || (problem !== 'json' && problem !== 'schema')) throw error;
+    ctx.reporter.log('warn', `${(error as Error).message}; replacing it with a freshly resolved lock`);
+    return undefined;
+  }
 }
 
 /** The recipe's parent base (`from:`), its parent recipes locked first when they are recipes. */

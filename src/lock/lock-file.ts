@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { writeFileAtomic } from '../core/atomic.js';
 import { canonicalJsonPretty } from '../core/canonical-json.js';
-import { describeError, inputError } from '../core/errors.js';
+import { describeError, isRootcastError, RootcastError } from '../core/errors.js';
 
 /**
  * The lock: `<recipe>.lock.json` beside the recipe. It is the boundary between resolving
@@ -79,36 +79,86 @@ export function serializeLock(lock: LockFile): string {
   return canonicalJsonPretty(lock);
 }
 
-/** Reads a lock; `undefined` when there is none. A lock that is not valid JSON or not a lock is bad input. */
-export async function readLock(path: string): Promise<LockFile | undefined> {
+/** Why a lock file was refused: `unreadable` files cannot be replaced by `lock --update`. */
+export type LockProblem = 'unreadable' | 'json' | 'schema';
+
+export interface ReadLockOptions {
+  /** The recipe the lock belongs to, named in the hint. */
+  recipe?: string;
+}
+
+/**
+ * Reads a lock; `undefined` when there is none. A lock that cannot be read (a directory, no
+ * permission), is not valid JSON or is not a lock is bad input: `LOCK_INVALID` (exit 2) with
+ * `details.problem` saying which (`lock --update` replaces the last two).
+ */
+export async function readLock(path: string, options: ReadLockOptions = {}): Promise<LockFile | undefined> {
+  const update = `Run \`rootcast lock --update ${options.recipe ?? 'RECIPE'}\` to replace it with a freshly resolved lock.`;
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'EISDIR') {
+      throw lockInvalid(
+        path,
+        'unreadable',
+        `${path}: is a directory, not a lock file`,
+        `Move the directory ${path} away: rootcast keeps the recipe's lock at that path.`,
+        error,
+      );
+    }
+    throw lockInvalid(
+      path,
+      'unreadable',
+      `${path}: the lock cannot be read (${describeError(error)})`,
+      `Make ${path} a readable file (check its permissions), or move it away and run \`rootcast lock\` again.`,
+      error,
+    );
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw inputError(
-      'LOCK_INVALID',
-      `${path}: not valid JSON (${describeError(error)})`,
-      'Delete the lock file and run `rootcast lock` again to regenerate it.',
-    );
+    throw lockInvalid(path, 'json', `${path}: not valid JSON (${describeError(error)})`, update, error);
   }
   const parsed = lockFileSchema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue ? issue.path.join('.') || '(root)' : '(root)';
-    throw inputError(
-      'LOCK_INVALID',
+    throw lockInvalid(
+      path,
+      'schema',
       `${path}: not a rootcast lock (${where}: ${issue?.message ?? 'invalid'})`,
-      'Delete the lock file and run `rootcast lock` again to regenerate it.',
+      update,
     );
   }
   return parsed.data;
+}
+
+function lockInvalid(
+  path: string,
+  problem: LockProblem,
+  message: string,
+  hint: string,
+  cause?: unknown,
+): RootcastError {
+  return new RootcastError({
+    code: 'LOCK_INVALID',
+    message,
+    hint,
+    exitCode: 2,
+    cause,
+    details: { path, problem },
+  });
+}
+
+/** The problem of a `LOCK_INVALID` error `readLock` threw, if that is what `error` is. */
+export function lockProblemOf(error: unknown): LockProblem | undefined {
+  if (!isRootcastError(error) || error.code !== 'LOCK_INVALID') return undefined;
+  const problem = error.details?.problem;
+  return problem === 'unreadable' || problem === 'json' || problem === 'schema' ? problem : undefined;
 }
 
 export async function writeLock(path: string, lock: LockFile): Promise<void> {

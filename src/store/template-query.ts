@@ -1,12 +1,14 @@
 import { inputError, RootcastError } from '../core/errors.js';
-import { openBlobStore, parseDigest } from './blob-store.js';
+import { type BlobStore, openBlobStore, parseDigest } from './blob-store.js';
 import { hasLayerDir, layerDirPath } from './layers.js';
 import { readIndex } from './layout.js';
 import {
   ANNOTATION,
   type Descriptor,
   type ImageConfig,
+  type ImageIndex,
   type ImageManifest,
+  MEDIA_TYPE_INDEX,
   MEDIA_TYPE_MANIFEST,
 } from './oci.js';
 
@@ -92,7 +94,10 @@ function entryOf(descriptor: Descriptor): TemplateEntry | undefined {
 
 /** Every tagged template, sorted by ref. */
 export async function listTemplates(store: string): Promise<TemplateEntry[]> {
-  const index = await readIndex(store);
+  return templatesIn(await readIndex(store));
+}
+
+function templatesIn(index: ImageIndex): TemplateEntry[] {
   return index.manifests
     .map(entryOf)
     .filter((e): e is TemplateEntry => e !== undefined)
@@ -115,9 +120,25 @@ function notFound(ref: string): RootcastError {
   );
 }
 
+function notAManifest(ref: string): RootcastError {
+  return inputError(
+    'TEMPLATE_NOT_FOUND',
+    `${ref} is a blob in the store but not a template manifest (a layer, config or lock?)`,
+    'Name a template by name:version or by its manifest digest: `rootcast ls --all` lists them.',
+  );
+}
+
+/**
+ * Resolves `name:version` or a manifest digest. A digest is a template's manifest when
+ * `index.json` lists it (tagged or as history) or a listed manifest reaches it (a child's
+ * `org.rootcast.parent`, an image index's `manifests`): any other blob (a layer, a config, a
+ * lock) is `TEMPLATE_NOT_FOUND`, not a corrupt manifest. A manifest found this way that
+ * does not parse is still reported as corrupt by `readTemplate`.
+ */
 export async function resolveTemplate(store: string, ref: string): Promise<ResolvedTemplate> {
   const parsed = parseTemplateRef(ref);
-  const all = await listTemplates(store);
+  const index = await readIndex(store);
+  const all = templatesIn(index);
   if (parsed.kind === 'tag') {
     const found = all.find((e) => e.ref === ref);
     if (!found) throw notFound(ref);
@@ -125,9 +146,51 @@ export async function resolveTemplate(store: string, ref: string): Promise<Resol
     return { manifestDigest: found.manifestDigest, manifestSize: found.manifestSize, entries };
   }
   const entries = all.filter((e) => e.manifestDigest === parsed.digest);
-  const size = entries[0]?.manifestSize ?? (await openBlobStore(store).size(parsed.digest));
-  if (size === undefined) throw notFound(ref);
-  return { manifestDigest: parsed.digest, manifestSize: size, entries };
+  const listed = index.manifests.find(
+    (d) => d.digest === parsed.digest && d.mediaType === MEDIA_TYPE_MANIFEST,
+  );
+  const size = entries[0]?.manifestSize ?? listed?.size;
+  if (size !== undefined) return { manifestDigest: parsed.digest, manifestSize: size, entries };
+  const blobs = openBlobStore(store);
+  const blobSize = await blobs.size(parsed.digest);
+  if (blobSize === undefined) throw notFound(ref);
+  if (!(await reachesManifest(blobs, index, parsed.digest))) throw notAManifest(ref);
+  return { manifestDigest: parsed.digest, manifestSize: blobSize, entries };
+}
+
+/**
+ * Whether a manifest or image index that `index.json` lists names `digest` as a manifest,
+ * directly or through others. Documents that are missing or do not parse are skipped
+ * (`rootcast fsck` reports them); only manifests are followed, never layers.
+ */
+async function reachesManifest(blobs: BlobStore, index: ImageIndex, digest: string): Promise<boolean> {
+  const isDocument = (d: { mediaType?: unknown }) =>
+    d.mediaType === MEDIA_TYPE_MANIFEST || d.mediaType === MEDIA_TYPE_INDEX;
+  const queue = index.manifests.filter(isDocument).map((d) => d.digest);
+  const seen = new Set(queue);
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    let doc: { manifests?: unknown; annotations?: Record<string, unknown> };
+    try {
+      doc = JSON.parse((await blobs.read(current)).toString('utf8')) as typeof doc;
+    } catch {
+      continue;
+    }
+    const named: string[] = [];
+    if (Array.isArray(doc?.manifests)) {
+      for (const child of doc.manifests as { mediaType?: unknown; digest?: unknown }[])
+        if (child && isDocument(child) && typeof child.digest === 'string') named.push(child.digest);
+    }
+    const parent = doc?.annotations?.[ANNOTATION.parent];
+    if (typeof parent === 'string') named.push(parent);
+    for (const next of named) {
+      if (next === digest) return true;
+      if (seen.has(next) || !/^sha256:[0-9a-f]{64}$/.test(next)) continue;
+      seen.add(next);
+      queue.push(next);
+    }
+  }
+  return false;
 }
 
 /** A layer of a template, with where it is unpacked. */

@@ -8,9 +8,11 @@ import { describeError, RootcastError } from '../../core/errors.js';
  * `/usr/share/keyrings/*.gpg` are) and armored ones (`.asc`, one or more
  * `PUBLIC KEY BLOCK`s). The file's content decides the format, not its name.
  *
- * A missing file is `KEYRING_MISSING` and an unreadable one `KEYRING_INVALID`, both input
- * errors (exit code 2): the recipe names the keyring. An empty keyring is invalid too,
- * because it could never verify anything.
+ * A missing file is `KEYRING_MISSING`, one that cannot be read (permissions, a directory, an
+ * I/O error) `KEYRING_UNREADABLE` with the system's reason, and one whose content is not
+ * OpenPGP keys `KEYRING_INVALID`: input errors (exit code 2), the recipe names the keyring,
+ * except an I/O error (exit code 1). An empty keyring is invalid too, because it could never
+ * verify anything.
  */
 export async function readKeyring(path: string): Promise<Key[]> {
   let bytes: Buffer;
@@ -27,7 +29,7 @@ export async function readKeyring(path: string): Promise<Key[]> {
         cause: error,
       });
     }
-    throw invalid(path, describeError(error), error);
+    throw unreadable(path, error);
   }
   let keys: Key[];
   try {
@@ -56,10 +58,42 @@ async function readArmored(text: string): Promise<Key[]> {
   return keys;
 }
 
+/** The reasons a keyring cannot be read, in words (the errno name stays in the cause). */
+const READ_FAILURES: Record<string, { reason: string; hint: string }> = {
+  EACCES: {
+    reason: 'permission denied',
+    hint: 'Make the keyring readable by the user running rootcast (check its mode, owner and directories), or run as a user who can read it.',
+  },
+  EPERM: {
+    reason: 'operation not permitted',
+    hint: 'Make the keyring readable by the user running rootcast, or run as a user who can read it.',
+  },
+  EISDIR: {
+    reason: 'it is a directory',
+    hint: 'Point the recipe at a keyring file (binary .gpg or armored .asc), not a directory.',
+  },
+};
+
+function unreadable(path: string, error: unknown): RootcastError {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const known = READ_FAILURES[code];
+  return new RootcastError({
+    code: 'KEYRING_UNREADABLE',
+    message: `keyring ${path} cannot be read: ${known?.reason ?? describeError(error)}`,
+    hint:
+      known?.hint ??
+      'Check that the keyring file is readable (permissions, disk), or point the recipe at another keyring.',
+    // Permissions and a directory are the user's to fix; an I/O error is the machine's.
+    exitCode: known ? 2 : 1,
+    cause: error,
+    details: { path, ...(code ? { errno: code } : {}) },
+  });
+}
+
 function invalid(path: string, reason: string, cause?: unknown): RootcastError {
   return new RootcastError({
     code: 'KEYRING_INVALID',
-    message: `keyring ${path} cannot be read: ${reason}`,
+    message: `keyring ${path} is not an OpenPGP keyring: ${reason}`,
     hint: 'Point the recipe at an OpenPGP keyring (binary .gpg or armored .asc), e.g. from the distribution keyring package.',
     exitCode: 2,
     cause,
