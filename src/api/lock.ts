@@ -38,6 +38,8 @@ export interface LockResult {
   created: boolean;
   changes: LockChanges;
   seconds: { indexes: number; resolve: number };
+  /** Every variable the recipe used, with its value and where it came from (`--set`, env, apt, recipe). */
+  variables: LoadedRecipe['variables'];
 }
 
 /**
@@ -49,10 +51,14 @@ export async function lock(recipePath: string, options: LockOptions = {}): Promi
   // The store is checked first: a bad --store fails before the recipe or the network is read.
   const ctx = createContext(options);
   const loaded = await loadRecipe(recipePath, recipeLoadOptions(options));
-  return lockLoaded(loaded, ctx, options);
+  return { ...(await lockLoaded(loaded, ctx, options)), variables: loaded.variables };
 }
 
-async function lockLoaded(loaded: LoadedRecipe, ctx: Context, options: LockOptions): Promise<LockResult> {
+async function lockLoaded(
+  loaded: LoadedRecipe,
+  ctx: Context,
+  options: LockOptions,
+): Promise<Omit<LockResult, 'variables'>> {
   const path = lockPathFor(loaded.path);
   const existing = await readOrReplaceLock(path, loaded, ctx, options);
   const base = await parentOf(loaded, ctx, options);

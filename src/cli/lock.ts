@@ -35,6 +35,7 @@ export function registerLock(program: Command, setExit: (code: number) => void):
           removed: changes.removed,
           changed: changes.changed,
           seconds: result.seconds,
+          variables: result.variables,
         });
         return;
       }

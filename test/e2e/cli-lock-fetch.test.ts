@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LockFile } from '../../src/lock/lock-file.js';
 import { errorLines, runCli } from '../helpers/cli.js';
+import { documentedFields, expectDocumented } from '../helpers/json-docs.js';
 
 /**
  * The real command line against the host's real mirror: lock, fetch twice, frozen checks,
@@ -29,8 +30,17 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
     const result = await runCli(['lock', recipe, '--store', store, '--json']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const summary = JSON.parse(result.stdout) as { status: string; written: boolean; packages: number };
+    const summary = JSON.parse(result.stdout) as {
+      status: string;
+      written: boolean;
+      packages: number;
+      variables: Record<string, { value: string; origin: string }>;
+    };
     expect(summary).toMatchObject({ status: 'resolved', written: true });
+    expectDocumented(summary, documentedFields('lock'));
+    // Where each value came from: the recipe's own fields, and the mirrors from apt (or env/--set).
+    expect(summary.variables.release).toEqual({ value: 'bookworm', origin: 'recipe' });
+    expect(summary.variables['mirror.debian']?.origin).toMatch(/^(apt |env |--set)/);
     const lock = JSON.parse(await readFile(join(dir, 'minbase.lock.json'), 'utf8')) as LockFile;
     expect(lock.packages.length).toBe(summary.packages);
     const names = lock.packages.map((p) => p.name);
@@ -67,6 +77,7 @@ describe('rootcast lock + fetch on bookworm minbase', () => {
     const first = await runCli(['fetch', recipe, '--store', store, '--json', '--progress', 'json']);
     expect(first.code).toBe(0);
     const one = JSON.parse(first.stdout) as { downloaded: number; reused: number; bytes: number };
+    expectDocumented(one, documentedFields('fetch'));
     // --progress json: stderr is one JSON event per line, ending with the download's total.
     const events = first.stderr
       .trim()
