@@ -1,9 +1,9 @@
-import { resolve } from 'node:path';
 import { type ContextOptions, createContext } from '../core/context.js';
 import { inputError } from '../core/errors.js';
 import { parseCompression } from '../export/compression.js';
 import { readTemplateFacts } from '../export/facts.js';
 import { EXPORT_FORMATS, EXPORTERS, type ExportFormat } from '../export/formats.js';
+import { checkOutput } from '../export/target.js';
 import { readTemplate } from '../store/template-query.js';
 
 export { EXPORT_FORMATS, type ExportFormat } from '../export/formats.js';
@@ -40,7 +40,9 @@ function isFormat(value: string): value is ExportFormat {
 
 /**
  * `rootcast export`: writes the template `ref` (`name:version` or `sha256:…`) at `output` in
- * `format`. Atomic: on failure or a kill nothing new is visible at `output`.
+ * `format`. The request (format, compression, what `output` names: src/export/target.ts) is
+ * checked before any work, exit 2 when wrong. Atomic: on failure or a kill nothing new is
+ * visible at `output` (missing parent directories it created are removed again).
  */
 export async function exportTemplate(
   ref: string,
@@ -64,6 +66,12 @@ export async function exportTemplate(
       'Drop --split.',
     );
   }
+  const target = await checkOutput(
+    output,
+    exporter.writes(Boolean(options.split)),
+    format,
+    exporter.exampleName,
+  );
   const ctx = createContext(options);
   const details = await readTemplate(ctx.store, ref);
   const facts = await readTemplateFacts(ctx.store, details);
@@ -71,7 +79,8 @@ export async function exportTemplate(
     store: ctx.store,
     details,
     facts,
-    output: resolve(output),
+    output: target.path,
+    outputIsDirectory: target.directory,
     ...(compression ? { compression } : {}),
     ...(options.level !== undefined ? { level: options.level } : {}),
     ...(options.split ? { split: true } : {}),

@@ -33,13 +33,50 @@ export const TAR_SUFFIX: Record<Compression, string> = {
   zstd: '.tar.zst',
 };
 
-/** Pure: the compression a file name implies (`.tar.gz`, `.tgz`, `.tar.xz`, `.tar.zst`, `.tar`), if any. */
-export function compressionOfName(name: string): Compression | undefined {
-  if (/\.(tar\.gz|tgz)$/.test(name)) return 'gzip';
-  if (/\.(tar\.xz|txz)$/.test(name)) return 'xz';
-  if (/\.(tar\.zst|tzst)$/.test(name)) return 'zstd';
-  if (/\.tar$/.test(name)) return 'none';
+/**
+ * File name suffixes and what they say about a tarball, longest first within each kind. The
+ * last suffix decides, as with GNU tar's `--auto-compress` (`rootfs.gz` is gzip). The ones
+ * without a `Compression` are kinds rootcast does not write: naming one is refused rather
+ * than writing, say, an uncompressed tar called `.tar.bz2`. Other names (`rootfs`,
+ * `rootfs.img`) say nothing: `--compression` or the format's default decides.
+ */
+const SUFFIXES: readonly { pattern: RegExp; kind: string; compression?: Compression }[] = [
+  { pattern: /(\.tar\.gz|\.tgz|\.taz|\.gz)$/i, kind: 'gzip', compression: 'gzip' },
+  { pattern: /(\.tar\.xz|\.txz|\.xz)$/i, kind: 'xz', compression: 'xz' },
+  { pattern: /(\.tar\.zst|\.tzst|\.zst)$/i, kind: 'zstd', compression: 'zstd' },
+  { pattern: /\.tar$/i, kind: 'none', compression: 'none' },
+  { pattern: /(\.tar\.bz2|\.tbz2?|\.tb2|\.tz2|\.bz2)$/i, kind: 'bzip2' },
+  { pattern: /(\.tar\.lzma|\.tlz|\.lzma)$/i, kind: 'lzma' },
+  { pattern: /(\.tar\.lz|\.lz)$/i, kind: 'lzip' },
+  { pattern: /(\.tar\.lz4|\.lz4)$/i, kind: 'lz4' },
+  { pattern: /(\.tar\.lzo|\.tzo|\.lzo)$/i, kind: 'lzop' },
+  { pattern: /(\.tar\.Z|\.taZ|\.Z)$/, kind: 'compress' },
+  { pattern: /(\.tar\.br|\.br)$/i, kind: 'brotli' },
+  { pattern: /\.zip$/i, kind: 'zip' },
+  { pattern: /\.7z$/i, kind: '7z' },
+];
+
+/** What a file name's suffix says: the suffix, its kind, and the compression if rootcast writes it. */
+export interface NamedCompression {
+  suffix: string;
+  kind: string;
+  compression?: Compression;
+}
+
+/** Pure: what the suffix of `name` says about its compression, if anything. */
+export function compressionOfName(name: string): NamedCompression | undefined {
+  for (const { pattern, kind, compression } of SUFFIXES) {
+    const match = pattern.exec(name);
+    if (match) return { suffix: match[0], kind, ...(compression ? { compression } : {}) };
+  }
   return undefined;
+}
+
+/** Pure: how a message names a kind of file: "an uncompressed tarball", "a bzip2-compressed tarball". */
+function describeKind(kind: string): string {
+  if (kind === 'none') return 'an uncompressed tarball';
+  if (kind === 'zip' || kind === '7z') return `a ${kind} archive`;
+  return `a ${kind}-compressed tarball`;
 }
 
 /** Checks `--compression` against what a format accepts; throws `EXPORT_COMPRESSION_UNSUPPORTED` (exit 2). */
@@ -214,29 +251,42 @@ async function* xzChunks(source: AsyncIterable<Buffer>, level: number): AsyncGen
 
 /**
  * Pure: the compression of a tarball written to `fileName`: `--compression` when given,
- * else what the name's suffix says, else `fallback`. A flag that contradicts the suffix is
- * `EXPORT_COMPRESSION_MISMATCH` (exit 2): `x.tar.gz` holding zstd would mislead every tool.
+ * else what the name's suffix says, else `fallback`. A suffix naming a compression the format
+ * does not write is `EXPORT_COMPRESSION_UNSUPPORTED`, and a flag that contradicts the suffix
+ * `EXPORT_COMPRESSION_MISMATCH` (both exit 2): `x.tar.gz` holding zstd would mislead every tool.
+ * `note` ends the hint of the first (oci-archive: `--compression` is about its layers).
  */
 export function tarballCompression(
   flag: Compression | undefined,
   fileName: string,
   allowed: readonly Compression[],
   fallback: Compression,
+  format: string,
+  note = '',
 ): Compression {
   const named = compressionOfName(fileName);
-  if (flag !== undefined && named !== undefined && named !== flag) {
+  const names = allowed.map((c) => TAR_SUFFIX[c]).join(', ');
+  if (named !== undefined && (named.compression === undefined || !allowed.includes(named.compression))) {
     throw inputError(
-      'EXPORT_COMPRESSION_MISMATCH',
-      `${fileName} names a ${named} tarball but --compression is ${flag}`,
-      `End the file name with ${TAR_SUFFIX[flag]}, or drop --compression.`,
+      'EXPORT_COMPRESSION_UNSUPPORTED',
+      `-o ${fileName}: the suffix ${named.suffix} means ${describeKind(named.kind)}, which --format ${format} does not write`,
+      `End the file name with ${allowed.length === 1 ? names : `one of: ${names}`}.${note ? ` ${note}` : ''}`,
     );
   }
-  const chosen = flag ?? named ?? fallback;
+  if (flag !== undefined && named?.compression !== undefined && named.compression !== flag) {
+    const stem = fileName.slice(0, fileName.length - named.suffix.length);
+    throw inputError(
+      'EXPORT_COMPRESSION_MISMATCH',
+      `-o ${fileName}: the suffix ${named.suffix} means ${describeKind(named.kind)}, but --compression ${flag} asks for ${describeKind(flag)}`,
+      `Name the file ${stem}${TAR_SUFFIX[flag]} for ${describeKind(flag)}, or drop --compression to write ${describeKind(named.kind)}.`,
+    );
+  }
+  const chosen = flag ?? named?.compression ?? fallback;
   if (!allowed.includes(chosen)) {
     throw inputError(
       'EXPORT_COMPRESSION_UNSUPPORTED',
-      `${fileName} names a ${chosen} tarball, which this format does not write`,
-      `Use one of: ${allowed.map((c) => TAR_SUFFIX[c]).join(', ')}.`,
+      `--format ${format} does not write ${describeKind(chosen)}`,
+      `Use one of: ${allowed.join(', ')}.`,
     );
   }
   return chosen;

@@ -176,6 +176,8 @@ async function writeSplit(request: ExportRequest, compression: Compression, dir:
 export const incusExporter: Exporter = {
   format: 'incus',
   compressions: ['gzip', 'xz', 'zstd', 'none'],
+  writes: (split) => (split ? 'directory' : 'file'),
+  exampleName: 'image.tar.gz',
   async export(request) {
     if (request.split) {
       const compression = request.compression ?? 'xz';
@@ -191,6 +193,7 @@ export const incusExporter: Exporter = {
       basename(request.output),
       this.compressions,
       'gzip',
+      'incus',
     );
     const bytes = await writeUnified(request, compression, request.output);
     return { output: request.output, files: [{ path: request.output, bytes }], compression };

@@ -65,6 +65,8 @@ async function writeLxc(request: ExportRequest, dir: string): Promise<{ path: st
 export const lxcExporter: Exporter = {
   format: 'lxc',
   compressions: ['xz'],
+  writes: () => 'directory',
+  exampleName: 'lxc',
   async export(request) {
     const files = await atomicDirectory(request.output, (dir) => writeLxc(request, dir));
     return {

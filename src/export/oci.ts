@@ -140,6 +140,8 @@ function layoutCompression(request: ExportRequest): 'zstd' | 'gzip' {
 export const ociExporter: Exporter = {
   format: 'oci',
   compressions: ['zstd', 'gzip'],
+  writes: () => 'directory',
+  exampleName: 'layout',
   async export(request): Promise<ExportOutput> {
     const compression = layoutCompression(request);
     const { manifest, files } = await atomicDirectory(request.output, (dir) =>
@@ -157,10 +159,19 @@ export const ociExporter: Exporter = {
 export const ociArchiveExporter: Exporter = {
   format: 'oci-archive',
   compressions: ['zstd', 'gzip'],
+  writes: () => 'file',
+  exampleName: 'image.oci.tar',
   async export(request): Promise<ExportOutput> {
     const compression = layoutCompression(request);
     // The archive itself is a plain tar (what skopeo and podman read); -o must not say otherwise.
-    tarballCompression(undefined, basename(request.output), ['none'], 'none');
+    tarballCompression(
+      undefined,
+      basename(request.output),
+      ['none'],
+      'none',
+      'oci-archive',
+      'The archive is a plain tar: --compression sets the compression of its layers.',
+    );
     let manifest: Descriptor | undefined;
     const bytes = await atomicFile(request.output, (tmp) =>
       withScratchDir(request.output, async (scratch) => {

@@ -1,6 +1,11 @@
-import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { compressChunks, compressionLevel, TAR_SUFFIX, tarballCompression } from './compression.js';
+import {
+  type Compression,
+  compressChunks,
+  compressionLevel,
+  TAR_SUFFIX,
+  tarballCompression,
+} from './compression.js';
 import type { Exporter } from './exporter.js';
 import { openvzTemplateName } from './facts.js';
 import { atomicFile, writeChunksToFile } from './output.js';
@@ -12,28 +17,29 @@ import { templateTar } from './template-tar.js';
  * vzctl is given). The tar is the flattened tree with numeric owners only (the store's tar
  * encoding never writes user or group names), so it unpacks to the tree `--format tar` gives.
  *
- * With -o naming an existing directory the tarball gets that conventional name inside it;
- * otherwise -o is the file, and its suffix chooses the compression. gzip is the default: it is
- * the one every vzctl reads.
+ * With -o naming a directory (an existing one, or a name ending in `/`, created) the tarball
+ * gets that conventional name inside it; otherwise -o is the file, and its suffix chooses the
+ * compression. gzip is the default: it is the one every vzctl reads.
  */
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
 export const openvzExporter: Exporter = {
   format: 'openvz',
   compressions: ['gzip', 'xz', 'zstd'],
+  writes: () => 'file-or-directory',
+  exampleName: 'template.tar.gz',
   async export(request) {
     let file = request.output;
-    let compression = tarballCompression(request.compression, basename(file), this.compressions, 'gzip');
-    if (await isDirectory(request.output)) {
+    let compression: Compression;
+    if (request.outputIsDirectory) {
       compression = request.compression ?? 'gzip';
       file = join(request.output, `${openvzTemplateName(request.facts)}${TAR_SUFFIX[compression]}`);
+    } else {
+      compression = tarballCompression(
+        request.compression,
+        basename(file),
+        this.compressions,
+        'gzip',
+        'openvz',
+      );
     }
     const level = compressionLevel(compression, request.level);
     const { stream } = templateTar(request.store, request.details, {

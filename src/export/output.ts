@@ -48,16 +48,48 @@ export async function writeSmallFile(path: string, data: string | Uint8Array): P
  */
 export async function atomicFile<T>(destination: string, produce: (tmp: string) => Promise<T>): Promise<T> {
   const target = resolve(destination);
-  await mkdir(dirname(target), { recursive: true });
+  const removeParents = await makeParents(dirname(target));
   const tmp = temporaryPathFor(target);
   try {
     const result = await produce(tmp);
-    await commitTemporary(tmp, target);
+    await commitTemporary(tmp, target).catch((error: unknown) => {
+      throw writeFailed(target, error);
+    });
     return result;
   } catch (error) {
     await rm(tmp, { force: true });
+    await removeParents();
     throw error;
   }
+}
+
+/**
+ * Creates `dir` and its missing parents (a missing parent of -o is created, as documented);
+ * returns a function that removes again the ones it created, for a failed export. Only empty
+ * directories are removed: one another process has written into stays.
+ */
+async function makeParents(dir: string): Promise<() => Promise<void>> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return async () => {};
+  return async () => {
+    for (let d = dir; ; d = dirname(d)) {
+      const removed = await rmdir(d).then(
+        () => true,
+        () => false,
+      );
+      if (!removed || d === first || dirname(d) === d) return;
+    }
+  };
+}
+
+function writeFailed(target: string, error: unknown): RootcastError {
+  if (error instanceof RootcastError) return error;
+  return new RootcastError({
+    code: 'EXPORT_WRITE_FAILED',
+    message: `cannot move the export into ${target}: ${describeError(error)}`,
+    hint: 'Check that the parent directory is writable and that nothing else writes there.',
+    cause: error,
+  });
 }
 
 async function isEmptyDirOrAbsent(path: string): Promise<boolean> {
@@ -71,7 +103,7 @@ async function isEmptyDirOrAbsent(path: string): Promise<boolean> {
   }
 }
 
-function outputExists(path: string): RootcastError {
+export function outputExists(path: string): RootcastError {
   return inputError(
     'EXPORT_OUTPUT_EXISTS',
     `${path} already exists and is not an empty directory`,
@@ -91,10 +123,10 @@ export async function atomicDirectory<T>(
 ): Promise<T> {
   const target = resolve(destination);
   if (!(await isEmptyDirOrAbsent(target))) throw outputExists(target);
-  await mkdir(dirname(target), { recursive: true });
+  const removeParents = await makeParents(dirname(target));
   const tmp = temporaryPathFor(target);
-  await mkdir(tmp, { mode: 0o755 });
   try {
+    await mkdir(tmp, { mode: 0o755 });
     const result = await produce(tmp);
     await fsyncDirectory(tmp);
     // An empty directory in the way is removed at the last moment; anything else stops us.
@@ -103,17 +135,13 @@ export async function atomicDirectory<T>(
       if (error.code !== 'ENOENT') throw error;
     });
     await rename(tmp, target).catch((error: unknown) => {
-      throw new RootcastError({
-        code: 'EXPORT_WRITE_FAILED',
-        message: `cannot move the export into ${target}: ${describeError(error)}`,
-        hint: 'Check that the parent directory is writable and that nothing else writes there.',
-        cause: error,
-      });
+      throw writeFailed(target, error);
     });
     await fsyncDirectory(dirname(target));
     return result;
   } catch (error) {
     await rm(tmp, { recursive: true, force: true });
+    await removeParents();
     throw error;
   }
 }
@@ -121,12 +149,16 @@ export async function atomicDirectory<T>(
 /** A scratch directory beside `destination` (same filesystem), removed after `use`. */
 export async function withScratchDir<T>(destination: string, use: (dir: string) => Promise<T>): Promise<T> {
   const target = resolve(destination);
-  await mkdir(dirname(target), { recursive: true });
+  const removeParents = await makeParents(dirname(target));
   const dir = temporaryPathFor(`${target}-scratch`);
-  await mkdir(dir, { mode: 0o700 });
+  let done = false;
   try {
-    return await use(dir);
+    await mkdir(dir, { mode: 0o700 });
+    const result = await use(dir);
+    done = true;
+    return result;
   } finally {
     await rm(dir, { recursive: true, force: true });
+    if (!done) await removeParents();
   }
 }

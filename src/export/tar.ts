@@ -15,12 +15,15 @@ import { templateTar } from './template-tar.js';
 export const tarExporter: Exporter = {
   format: 'tar',
   compressions: ['none', 'gzip', 'xz', 'zstd'],
+  writes: () => 'file',
+  exampleName: 'rootfs.tar',
   async export(request) {
     const compression = tarballCompression(
       request.compression,
       basename(request.output),
       this.compressions,
       'none',
+      'tar',
     );
     const level = compressionLevel(compression, request.level);
     const { stream } = templateTar(request.store, request.details, {
