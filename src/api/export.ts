@@ -85,6 +85,7 @@ export async function exportTemplate(
     ...(options.level !== undefined ? { level: options.level } : {}),
     ...(options.split ? { split: true } : {}),
     reporter: ctx.reporter,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
   });
   return {
     template: facts.ref,

@@ -129,13 +129,14 @@ export async function* compressChunks(
   source: AsyncIterable<Buffer>,
   kind: Compression,
   level: number,
+  signal?: AbortSignal,
 ): AsyncGenerator<Buffer> {
   if (kind === 'none') {
     yield* source;
     return;
   }
   if (kind === 'xz') {
-    yield* xzChunks(source, level);
+    yield* xzChunks(source, level, signal);
     return;
   }
   const transform: Transform =
@@ -185,8 +186,19 @@ async function* throughTransform(
   if (feedError !== undefined) throw feedError;
 }
 
-async function* xzChunks(source: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
+/**
+ * xz in a child process (multi-threaded). xz holds a whole block before it writes, so a
+ * consumer that stops only between output chunks could wait many seconds: an aborted
+ * `signal` kills xz at once, stops feeding it, and fails with the signal's reason.
+ */
+async function* xzChunks(
+  source: AsyncIterable<Buffer>,
+  level: number,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Buffer> {
   const child = spawn('xz', ['-T0', `-${level}`, '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const onAbort = () => child.kill('SIGKILL');
+  signal?.addEventListener('abort', onAbort, { once: true });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
@@ -210,15 +222,18 @@ async function* xzChunks(source: AsyncIterable<Buffer>, level: number): AsyncGen
   const feed = (async () => {
     try {
       for await (const chunk of source) {
+        if (signal?.aborted || child.exitCode !== null || child.signalCode !== null) break;
         if (!child.stdin.write(chunk)) {
           await new Promise<void>((resolve) => {
             const done = () => {
               child.stdin.off('drain', done);
               child.off('close', done);
+              signal?.removeEventListener('abort', done);
               resolve();
             };
             child.stdin.once('drain', done);
             child.once('close', done);
+            signal?.addEventListener('abort', done, { once: true });
           });
         }
       }
@@ -235,9 +250,11 @@ async function* xzChunks(source: AsyncIterable<Buffer>, level: number): AsyncGen
     for await (const chunk of child.stdout) yield chunk as Buffer;
     complete = true;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     if (!complete && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   await feed;
+  signal?.throwIfAborted();
   if (feedError !== undefined) throw feedError;
   const code = await exited;
   if (code !== 0) {

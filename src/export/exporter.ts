@@ -45,6 +45,8 @@ export interface ExportRequest {
   /** Incus: a metadata tarball and a squashfs rootfs instead of one unified tarball. */
   split?: boolean;
   reporter: Reporter;
+  /** Aborting stops the export between chunks; the temporary output is removed. */
+  signal?: AbortSignal;
 }
 
 export interface ExportOutput {

@@ -70,17 +70,32 @@ async function writeUnified(request: ExportRequest, compression: Compression, fi
     yield head;
     yield* stream;
   }
-  return atomicFile(file, (tmp) => writeChunksToFile(tmp, compressChunks(whole(), compression, level)));
+  return atomicFile(file, (tmp) =>
+    writeChunksToFile(tmp, compressChunks(whole(), compression, level, request.signal), request.signal),
+  );
 }
 
-function run(command: string, args: string[], stdin?: AsyncIterable<Buffer>): Promise<void> {
+/** Runs a tool to completion; an aborted `signal` kills it (and the export fails with the reason). */
+function run(
+  command: string,
+  args: string[],
+  signal: AbortSignal | undefined,
+  stdin?: AsyncIterable<Buffer>,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: [stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+    const child = spawn(command, args, {
+      stdio: [stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+      ...(signal ? { signal, killSignal: 'SIGKILL' as const } : {}),
+    });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     child.on('error', (error) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
       const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
       reject(
         new RootcastError({
@@ -137,6 +152,7 @@ async function squashSource(request: ExportRequest, scratch: string): Promise<st
   await run(
     'tar',
     ['-x', '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', '-', '-C', tree],
+    request.signal,
     stream,
   );
   const top = layers[layers.length - 1];
@@ -158,13 +174,18 @@ async function writeSplit(request: ExportRequest, compression: Compression, dir:
   );
   const metaBytes = await writeChunksToFile(
     join(dir, metaName),
-    compressChunks(oneChunk(meta), compression, level),
+    compressChunks(oneChunk(meta), compression, level, request.signal),
+    request.signal,
   );
   const squashfs = join(dir, 'rootfs.squashfs');
   await withScratchDir(join(dir, 'rootfs'), async (scratch) => {
     const source = await squashSource(request, scratch);
     const epoch = String(request.facts.epoch);
-    await run('mksquashfs', [source, squashfs, '-noappend', '-no-progress', '-mkfs-time', epoch, '-quiet']);
+    await run(
+      'mksquashfs',
+      [source, squashfs, '-noappend', '-no-progress', '-mkfs-time', epoch, '-quiet'],
+      request.signal,
+    );
   });
   const { size } = await lstat(squashfs);
   return [

@@ -52,10 +52,18 @@ async function writeLxc(request: ExportRequest, dir: string): Promise<{ path: st
     reporter: request.reporter,
   });
   const rootfs = join(dir, 'rootfs.tar.xz');
-  const rootfsBytes = await writeChunksToFile(rootfs, compressChunks(stream, 'xz', level));
+  const rootfsBytes = await writeChunksToFile(
+    rootfs,
+    compressChunks(stream, 'xz', level, request.signal),
+    request.signal,
+  );
   const meta = smallTar(lxcMetaEntries(request.facts, stats?.devices ?? []), request.facts.epoch);
   const metaPath = join(dir, 'meta.tar.xz');
-  const metaBytes = await writeChunksToFile(metaPath, compressChunks(oneChunk(meta), 'xz', level));
+  const metaBytes = await writeChunksToFile(
+    metaPath,
+    compressChunks(oneChunk(meta), 'xz', level, request.signal),
+    request.signal,
+  );
   return [
     { path: 'meta.tar.xz', bytes: metaBytes },
     { path: 'rootfs.tar.xz', bytes: rootfsBytes },

@@ -38,9 +38,15 @@ export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzi
 /** Files written into a layout, relative to its root, with their sizes. */
 type Written = { path: string; bytes: number }[];
 
-async function copyBlob(store: string, digest: string, blobsDir: string, written: Written): Promise<void> {
+async function copyBlob(
+  store: string,
+  digest: string,
+  blobsDir: string,
+  written: Written,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const source = await openBlobStore(store).open(digest);
-  const bytes = await writeChunksToFile(join(blobsDir, digestHex(digest)), source);
+  const bytes = await writeChunksToFile(join(blobsDir, digestHex(digest)), source, signal);
   written.push({ path: `blobs/sha256/${digestHex(digest)}`, bytes });
 }
 
@@ -49,6 +55,7 @@ async function gzipLayer(
   layer: ExportRequest['details']['layers'][number],
   blobsDir: string,
   level: number,
+  signal: AbortSignal | undefined,
 ): Promise<Descriptor> {
   const hash = new CountingHash();
   async function* hashed(): AsyncGenerator<Buffer> {
@@ -58,7 +65,7 @@ async function gzipLayer(
     }
   }
   const tmp = join(blobsDir, `.gzip-${digestHex(layer.digest)}`);
-  await writeChunksToFile(tmp, hashed());
+  await writeChunksToFile(tmp, hashed(), signal);
   const hex = hash.hex();
   await rename(tmp, join(blobsDir, hex));
   return { mediaType: MEDIA_TYPE_LAYER_GZIP, digest: SHA256_PREFIX + hex, size: hash.size };
@@ -87,7 +94,7 @@ export async function writeOciLayout(
   dir: string,
   compression: 'zstd' | 'gzip',
 ): Promise<{ manifest: Descriptor; files: Written }> {
-  const { store, details, facts } = request;
+  const { store, details, facts, signal } = request;
   const written: Written = [];
   const blobsDir = join(dir, 'blobs', 'sha256');
   await mkdir(blobsDir, { recursive: true });
@@ -99,18 +106,18 @@ export async function writeOciLayout(
   const extras = [details.configDigest, details.lockDigest, details.sbomDigest].filter(
     (d): d is string => d !== undefined,
   );
-  for (const digest of extras) await copyBlob(store, digest, blobsDir, written);
+  for (const digest of extras) await copyBlob(store, digest, blobsDir, written, signal);
 
   let manifest: Descriptor;
   if (compression === 'zstd') {
-    for (const layer of details.layers) await copyBlob(store, layer.digest, blobsDir, written);
-    await copyBlob(store, details.manifestDigest, blobsDir, written);
+    for (const layer of details.layers) await copyBlob(store, layer.digest, blobsDir, written, signal);
+    await copyBlob(store, details.manifestDigest, blobsDir, written, signal);
     manifest = { mediaType: MEDIA_TYPE_MANIFEST, digest: details.manifestDigest, size: details.manifestSize };
   } else {
     const level = compressionLevel('gzip', request.level);
     const layers: Descriptor[] = [];
     for (const layer of details.layers) {
-      const descriptor = await gzipLayer(store, layer, blobsDir, level);
+      const descriptor = await gzipLayer(store, layer, blobsDir, level, signal);
       layers.push(descriptor);
       written.push({ path: `blobs/sha256/${digestHex(descriptor.digest)}`, bytes: descriptor.size });
     }
@@ -179,7 +186,7 @@ export const ociArchiveExporter: Exporter = {
         await mkdir(layout, { mode: 0o755 });
         manifest = (await writeOciLayout(request, layout, compression)).manifest;
         const { stream } = tarTree(layout, { sourceDateEpoch: request.facts.epoch });
-        return writeChunksToFile(tmp, stream);
+        return writeChunksToFile(tmp, stream, request.signal);
       }),
     );
     return {

@@ -47,7 +47,7 @@ export const openvzExporter: Exporter = {
       reporter: request.reporter,
     });
     const bytes = await atomicFile(file, (tmp) =>
-      writeChunksToFile(tmp, compressChunks(stream, compression, level)),
+      writeChunksToFile(tmp, compressChunks(stream, compression, level, request.signal), request.signal),
     );
     return { output: file, files: [{ path: file, bytes }], compression };
   },

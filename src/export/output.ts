@@ -11,12 +11,22 @@ import { describeError, inputError, RootcastError } from '../core/errors.js';
  * gone. The destination is never half-written: it is the old file, or the whole new output.
  */
 
-/** Writes `source` to `path` (which must not exist yet), fsyncs it, and returns its size. */
-export async function writeChunksToFile(path: string, source: AsyncIterable<Uint8Array>): Promise<number> {
+/**
+ * Writes `source` to `path` (which must not exist yet), fsyncs it, and returns its size.
+ * An aborted `signal` stops it between chunks with the signal's reason; leaving the loop
+ * ends the source too (a compressor child is killed), and the caller removes `path`.
+ */
+export async function writeChunksToFile(
+  path: string,
+  source: AsyncIterable<Uint8Array>,
+  signal?: AbortSignal,
+): Promise<number> {
+  signal?.throwIfAborted();
   const handle = await open(path, 'wx', 0o644);
   let size = 0;
   try {
     for await (const chunk of source) {
+      signal?.throwIfAborted();
       let offset = 0;
       while (offset < chunk.length) {
         const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);

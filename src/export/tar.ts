@@ -31,7 +31,7 @@ export const tarExporter: Exporter = {
       reporter: request.reporter,
     });
     const bytes = await atomicFile(request.output, (tmp) =>
-      writeChunksToFile(tmp, compressChunks(stream, compression, level)),
+      writeChunksToFile(tmp, compressChunks(stream, compression, level, request.signal), request.signal),
     );
     return { output: request.output, files: [{ path: request.output, bytes }], compression };
   },

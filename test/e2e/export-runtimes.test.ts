@@ -197,4 +197,35 @@ describe('exports of debian-12-minbase, run by their runtimes', () => {
     expect(left).toHaveLength(1);
     expect(ownerPidOf(left[0]!)).toBe(child.pid);
   }, 60_000);
+
+  it('stops on Ctrl-C midway, removing its temporary and killing xz', async () => {
+    const out = join(dir, 'interrupted');
+    const child = spawn(
+      process.execPath,
+      [CLI, 'export', ref, '--format', 'lxc', '-o', out, '--store', store, '--json'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    await new Promise((r) => setTimeout(r, 3000));
+    // (ps ORs its selections: select by parent, then keep the xz.)
+    const xzPids = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(child.pid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, comm]) => comm === 'xz')
+      .map(([pid]) => Number(pid));
+    expect(xzPids.length).toBeGreaterThan(0);
+    child.kill('SIGINT');
+    expect(await closed).toBe(130);
+    expect(JSON.parse(stdout)).toMatchObject({ error: { code: 'ABORTED' } });
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(dir)).filter((n) => n.startsWith('.tmp-interrupted-'))).toEqual([]);
+    // The xz it had started is gone too (after the SIGKILL above, one runs on until its input ends).
+    const alive = () => xzPids.filter((pid) => existsSync(`/proc/${pid}`));
+    for (let i = 0; i < 100 && alive().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(alive()).toEqual([]);
+  }, 60_000);
 });
