@@ -297,8 +297,9 @@ export class TreeWriter implements TarSink {
       this.create(path, entry, () => symlinkSync(entry.linkpath, path));
     }
     lchownSync(path, entry.uid, entry.gid);
-    // lsetxattr sets the link's own attributes (trusted.*, security.*; the kernel refuses user.*).
-    this.setXattrs(path, entry);
+    // lsetxattr sets the link's own attributes. Linux allows no user.* on a symlink (EPERM),
+    // so no tree can hold one: such an entry is dropped rather than failing the unpack.
+    this.setXattrs(path, entry, (name) => !name.startsWith('user.'));
     lutimesSync(path, entry.mtime, entry.mtime);
     this.ownSymlinks.add(path);
     this.written.push(path);
@@ -353,10 +354,10 @@ export class TreeWriter implements TarSink {
     if (stats.isSymbolicLink() || stats.isDirectory()) this.cache.clear();
   }
 
-  private setXattrs(path: string, entry: TarEntry): void {
+  private setXattrs(path: string, entry: TarEntry, keep: (name: string) => boolean = () => true): void {
     if (entry.xattrs.size === 0) return;
     const native = nativeCalls();
-    for (const [name, value] of entry.xattrs) native.lsetxattr(path, name, value);
+    for (const [name, value] of entry.xattrs) if (keep(name)) native.lsetxattr(path, name, value);
   }
 
   private refuse(code: string, entry: TarEntry, what: string, hint: string, cause?: unknown): RootcastError {

@@ -1,6 +1,6 @@
 import type { RecipeOptions } from '../api/lock.js';
 import { type Command, InvalidArgumentError, Option } from './commander.js';
-import { exitCodeFor, watchInterrupts } from './interrupt.js';
+import { watchInterrupts } from './interrupt.js';
 import type { GlobalFlags } from './output.js';
 import { reportError } from './output.js';
 import { createTerminalReporter } from './terminal-reporter.js';
@@ -54,8 +54,9 @@ function positiveInt(value: string): number {
 /**
  * Runs one verb: builds the reporter and API options from the flags, calls `body`, and
  * turns any error into output and an exit code. Unless `signals` is `'own'` (a verb that
- * handles them itself, `run`), Ctrl-C/SIGTERM/SIGHUP abort the options' signal and the
- * verb ends with `ABORTED` and 128 + the signal's number once the work has unwound.
+ * handles them itself, `run`), Ctrl-C/SIGTERM/SIGHUP abort the options' signal, the verb
+ * reports `ABORTED` once the work has unwound, and the process then dies by the signal
+ * (a shell sees 128 + its number): see interrupt.ts.
  */
 export async function runVerb(
   flags: RecipeFlags,
@@ -86,17 +87,14 @@ export async function runVerb(
     await body(options);
   } catch (error) {
     reporter.stop();
-    const received = interrupts?.received();
-    // Whatever the unwinding threw (a killed sandbox, an aborted download), the cause was the signal.
-    if (received) {
-      reportError(interrupts?.signal.reason ?? error, flags);
-      setExit(exitCodeFor(received));
-    } else {
-      setExit(reportError(error, flags));
-    }
+    if (interrupts?.received()) reportError(interrupts.errorAfterSignal(error), flags);
+    else setExit(reportError(error, flags));
+    // After a signal the process now dies by it (a shell then stops its script too).
+    interrupts?.finish();
     return;
-  } finally {
-    interrupts?.dispose();
   }
   reporter.stop();
+  // The verb finished before it noticed the signal: its result stands, and the process still
+  // ends by the signal, as the user asked.
+  interrupts?.finish();
 }

@@ -155,17 +155,24 @@ async function* throughTransform(
   const feed = (async () => {
     try {
       for await (const chunk of source) {
+        // A consumer that stopped (an abort) destroyed the transform: stop reading the source.
+        if (transform.destroyed) return;
         if (!transform.write(chunk)) {
           await new Promise<void>((resolve, reject) => {
-            const onDrain = () => {
+            const settle = () => {
+              transform.off('drain', settle);
+              transform.off('close', settle);
               transform.off('error', onError);
               resolve();
             };
             const onError = (e: unknown) => {
-              transform.off('drain', onDrain);
+              transform.off('drain', settle);
+              transform.off('close', settle);
               reject(e);
             };
-            transform.once('drain', onDrain);
+            // 'close' too: a destroyed transform never drains.
+            transform.once('drain', settle);
+            transform.once('close', settle);
             transform.once('error', onError);
           });
         }

@@ -124,8 +124,20 @@ function run(
       sink.on('error', () => {});
       (async () => {
         try {
-          for await (const chunk of stdin)
-            if (!sink.write(chunk)) await new Promise((r) => sink.once('drain', r));
+          for await (const chunk of stdin) {
+            // A killed tool (an abort) closes its stdin, which then never drains.
+            if (sink.destroyed || sink.writableEnded) break;
+            if (!sink.write(chunk))
+              await new Promise<void>((r) => {
+                const settle = () => {
+                  sink.off('drain', settle);
+                  sink.off('close', settle);
+                  r();
+                };
+                sink.once('drain', settle);
+                sink.once('close', settle);
+              });
+          }
           sink.end();
         } catch (error) {
           child.kill('SIGKILL');

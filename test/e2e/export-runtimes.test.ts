@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -179,6 +179,25 @@ describe('exports of debian-12-minbase, run by their runtimes', () => {
     expect(metadata).toMatch(/^ {2}release: bookworm$/m);
   }, 300_000);
 
+  // Waits until the export's xz is running (it compresses rootfs.tar.xz for tens of seconds
+  // at the default level), so a kill lands midway however slow the machine is.
+  const xzChildrenOf = (pid: number | undefined) =>
+    // (ps ORs its selections, so: select by parent, keep the xz; it exits 1 when none match.)
+    spawnSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, comm]) => comm === 'xz')
+      .map(([pid]) => Number(pid));
+  const untilXz = async (pid: number | undefined) => {
+    for (let i = 0; i < 600 && xzChildrenOf(pid).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const found = xzChildrenOf(pid);
+    expect(found.length, 'xz never started').toBeGreaterThan(0);
+    // A moment into the compression, so the temporary holds a part of it.
+    await new Promise((r) => setTimeout(r, 500));
+    return found;
+  };
+
   it('leaves nothing at the output when the export is killed midway', async () => {
     const out = join(dir, 'killed');
     const child = spawn(
@@ -188,8 +207,7 @@ describe('exports of debian-12-minbase, run by their runtimes', () => {
         stdio: 'ignore',
       },
     );
-    // rootfs.tar.xz takes tens of seconds at the default level: kill while it is written.
-    await new Promise((r) => setTimeout(r, 3000));
+    await untilXz(child.pid);
     child.kill('SIGKILL');
     await new Promise((r) => child.once('close', r));
     expect(existsSync(out)).toBe(false);
@@ -209,17 +227,11 @@ describe('exports of debian-12-minbase, run by their runtimes', () => {
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
     });
-    const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    await new Promise((r) => setTimeout(r, 3000));
-    // (ps ORs its selections: select by parent, then keep the xz.)
-    const xzPids = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(child.pid)], { encoding: 'utf8' })
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/))
-      .filter(([, comm]) => comm === 'xz')
-      .map(([pid]) => Number(pid));
-    expect(xzPids.length).toBeGreaterThan(0);
+    const closed = new Promise<NodeJS.Signals | null>((r) => child.once('close', (_code, by) => r(by)));
+    const xzPids = await untilXz(child.pid);
     child.kill('SIGINT');
-    expect(await closed).toBe(130);
+    // It dies by the signal after cleaning up, as a shell expects of Ctrl-C.
+    expect(await closed).toBe('SIGINT');
     expect(JSON.parse(stdout)).toMatchObject({ error: { code: 'ABORTED' } });
     expect(existsSync(out)).toBe(false);
     expect((await readdir(dir)).filter((n) => n.startsWith('.tmp-interrupted-'))).toEqual([]);

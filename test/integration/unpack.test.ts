@@ -41,8 +41,8 @@ const everything: DebSpec['entries'] = [
     path: './usr/bin/abs',
     type: 'symlink',
     linkpath: '/etc/alternatives/abs',
-    // user.* is refused on symlinks by the kernel; trusted.* is what a layer would carry.
-    xattrs: { 'trusted.rootcast': 'link' },
+    // trusted.* is what a layer would carry; user.* cannot exist on a link and is dropped.
+    xattrs: { 'trusted.rootcast': 'link', 'user.dropped': 'x' },
   },
   { path: './usr/bin/rel', type: 'symlink', linkpath: '../lib/x', mtime: 1_500_000_000 },
   { path: './var/', type: 'dir' },
@@ -118,6 +118,7 @@ describe('unpackPackages', () => {
     expect(readFileSync(join(root, 'usr/lib64/ld.so'), 'utf8')).toBe('loader');
     expect(nativeCalls().lgetxattr(join(root, 'usr/bin/ping'), 'user.rootcast').toString()).toBe('caps');
     expect(nativeCalls().lgetxattr(join(root, 'usr/bin/abs'), 'trusted.rootcast').toString()).toBe('link');
+    expect(nativeCalls().llistxattr(join(root, 'usr/bin/abs'))).toEqual(['trusted.rootcast']);
     expect(unpacked[0]?.paths.slice(0, 4)).toEqual(['/.', '/bin', '/bin/sh', '/usr']);
     expect(unpacked.map((p) => p.name)).toEqual(['pkg-0', 'pkg-1', 'pkg-2', 'pkg-3']);
   });
