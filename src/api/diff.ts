@@ -18,6 +18,9 @@ import { openTemplateView, templatePackageChain } from '../store/template-view.j
  * files of equal size on different inodes (equal size and mtime prove nothing). A file that is
  * the same inode in both trees is equal without reading it. Modification times are not
  * compared (layers clamp them to SOURCE_DATE_EPOCH), nor extended attributes (not yet).
+ *
+ * The context's signal (Ctrl-C in the CLI) stops it between files with the signal's reason;
+ * the overlay views are released as after any failure.
  */
 export interface PackageChange {
   name: string;
@@ -79,10 +82,11 @@ function typeOf(s: Stats): FileType {
 }
 
 /** Every entry under `root` by absolute in-tree path, without following symlinks. */
-async function walk(root: string): Promise<Map<string, Entry>> {
+async function walk(root: string, signal: AbortSignal | undefined): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const visit = async (dir: string, rel: string): Promise<void> => {
     for (const name of await readdir(dir)) {
+      signal?.throwIfAborted();
       const path = join(dir, name);
       const relPath = `${rel}/${name}`;
       const stats = await lstat(path);
@@ -144,8 +148,9 @@ export function metadataChanges(a: FileFacts, b: FileFacts, rdevA = 0, rdevB = 0
 async function diffTrees(
   rootA: string,
   rootB: string,
+  signal: AbortSignal | undefined,
 ): Promise<{ files: TemplateDiff['files']; hashed: number }> {
-  const [treeA, treeB] = await Promise.all([walk(rootA), walk(rootB)]);
+  const [treeA, treeB] = await Promise.all([walk(rootA, signal), walk(rootB, signal)]);
   const files: TemplateDiff['files'] = { added: [], removed: [], changed: [] };
   const toHash: { path: string; a: Entry; b: Entry; changed: string[] }[] = [];
   for (const [path, a] of treeA) {
@@ -164,9 +169,11 @@ async function diffTrees(
   }
   for (const [path, b] of treeB) if (!treeA.has(path)) files.added.push({ path, facts: b.facts });
   const limit = pLimit(8);
-  await Promise.all(
+  // Settled, not Promise.all: no file may still be open when the caller releases the views.
+  const settled = await Promise.allSettled(
     toHash.map((item) =>
       limit(async () => {
+        signal?.throwIfAborted();
         const [ha, hb] = await Promise.all([
           sha256File(join(rootA, item.path)),
           sha256File(join(rootB, item.path)),
@@ -182,6 +189,8 @@ async function diffTrees(
       }),
     ),
   );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw signal?.aborted ? signal.reason : failed.reason;
   files.added.sort((x, y) => cmp(x.path, y.path));
   files.removed.sort((x, y) => cmp(x.path, y.path));
   files.changed.sort((x, y) => cmp(x.path, y.path));
@@ -210,16 +219,19 @@ export async function diffTemplates(
   refB: string,
   options: ContextOptions = {},
 ): Promise<TemplateDiff> {
-  const { store } = createContext(options);
+  const { store, signal } = createContext(options);
+  signal?.throwIfAborted();
   const [a, b] = await Promise.all([readTemplate(store, refA), readTemplate(store, refB)]);
   const [lockA, lockB] = await Promise.all([a, b].map((t) => templatePackages(store, t.manifestDigest)));
   // Layered templates are compared as their whole trees (read-only overlay views).
+  signal?.throwIfAborted();
   const viewA = await openTemplateView(store, a);
   let diffed: Awaited<ReturnType<typeof diffTrees>>;
   try {
+    signal?.throwIfAborted();
     const viewB = await openTemplateView(store, b);
     try {
-      diffed = await diffTrees(viewA.root, viewB.root);
+      diffed = await diffTrees(viewA.root, viewB.root, signal);
     } finally {
       await viewB.release();
     }

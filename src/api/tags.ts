@@ -1,5 +1,5 @@
 import { type ContextOptions, createContext } from '../core/context.js';
-import { inputError } from '../core/errors.js';
+import { inputError, RootcastError } from '../core/errors.js';
 import {
   type HistoryItem,
   listIndexEntries,
@@ -38,10 +38,13 @@ export async function listAllTemplates(options: ContextOptions = {}): Promise<In
   }));
 }
 
-/** Every manifest `name`'s tags have named, newest first. */
-export async function templateHistory(name: string, options: ContextOptions = {}): Promise<HistoryItem[]> {
+/**
+ * Every manifest a name's tags have named, newest first. `ref` is the name, a `name:version`
+ * of it (current or past), or a manifest digest (the history of each name that tagged it).
+ */
+export async function templateHistory(ref: string, options: ContextOptions = {}): Promise<HistoryItem[]> {
   const { store } = createContext(options);
-  return readTemplateHistory(store, name);
+  return readTemplateHistory(store, ref);
 }
 
 export interface TagResult {
@@ -74,6 +77,15 @@ export async function tagTemplate(
   const moved = await tagInStore(store, details.manifestDigest, dst.name, dst.version, {
     replace: Boolean(flags.force),
     ...(details.cacheKey ? { cacheKey: details.cacheKey } : {}),
+  }).catch((error: unknown) => {
+    if (!(error instanceof RootcastError) || error.code !== 'TEMPLATE_EXISTS') throw error;
+    throw new RootcastError({
+      code: error.code,
+      message: error.message,
+      hint: `Pass --force to move ${target} (the manifest it names now stays in \`rootcast history\`), or tag another version.`,
+      exitCode: 2,
+      ...(error.details ? { details: error.details } : {}),
+    });
   });
   return {
     template: target,
@@ -92,14 +104,22 @@ export async function removeTemplate(ref: string, options: ContextOptions = {}):
   if (inUse.size > 0) {
     const preview = withoutTemplate(await readIndex(store), target);
     const left = new Set(preview.index.manifests.map((d) => d.digest));
-    for (const e of preview.result.removed) {
+    // The target's own manifest first, then the history that would go with it.
+    const direct = (e: { digest: string; ref?: string }) => e.digest === ref || e.ref === ref;
+    const removed = [...preview.result.removed].sort((x, y) => Number(direct(y)) - Number(direct(x)));
+    for (const e of removed) {
       const users = left.has(e.digest) ? undefined : inUse.get(e.digest);
-      if (users)
-        throw inputError(
-          'TEMPLATE_IN_USE',
-          `${ref} (${e.digest}) is used by container(s) ${users.join(', ')}`,
-          `Remove them first: rootcast rm ${users.join(' ')}`,
-        );
+      if (!users) continue;
+      const who = `container(s) ${users.join(', ')}`;
+      throw inputError(
+        'TEMPLATE_IN_USE',
+        e.digest === ref
+          ? `${ref} is used by ${who}`
+          : e.ref === ref
+            ? `${ref} (${e.digest}) is used by ${who}`
+            : `removing ${ref} would also remove ${e.digest} (${e.ref ?? `was ${e.previousRef ?? '?'}`}), which ${who} use`,
+        `Remove them first: rootcast rm ${users.join(' ')}`,
+      );
     }
   }
   return removeFromIndex(store, target);

@@ -1,5 +1,6 @@
 import type { FileChange, FileFacts, TemplateDiff } from '../api/diff.js';
-import type { Command } from './commander.js';
+import { RootcastError } from '../core/errors.js';
+import { type Command, Option } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
 import { printJson } from './output.js';
 import { formatBytes } from './terminal-reporter.js';
@@ -25,36 +26,50 @@ export function registerMaintenanceVerbs(program: Command, setExit: (code: numbe
 
   addGlobalFlags(program.command('gc').description('remove blobs, layers, packages and indexes nothing uses'))
     .option('--dry-run', 'list what would be removed, remove nothing')
+    // Too far from --dry-run for commander's suggestions (3 edits at most): caught here instead.
+    .addOption(new Option('--dry').hideHelp())
     .option('--keep-packages', 'keep every cached package')
     .option('--indexes', 'also empty the repository index cache (re-fetched by the next lock)')
     .option(...STORE_FLAG)
-    .action(async (flags: RecipeFlags & { dryRun?: boolean; keepPackages?: boolean; indexes?: boolean }) => {
-      await runVerb(flags, setExit, async (options) => {
-        const { collectGarbage } = await import('../api/maintenance.js');
-        const report = await collectGarbage({
-          ...options,
-          ...(flags.dryRun ? { dryRun: true } : {}),
-          ...(flags.keepPackages ? { keepPackages: true } : {}),
-          ...(flags.indexes ? { indexes: true } : {}),
+    .action(
+      async (
+        flags: RecipeFlags & { dry?: boolean; dryRun?: boolean; keepPackages?: boolean; indexes?: boolean },
+      ) => {
+        await runVerb(flags, setExit, async (options) => {
+          if (flags.dry)
+            throw new RootcastError({
+              code: 'USAGE_OPTION_UNKNOWN',
+              message: "gc: unknown option '--dry'",
+              hint: 'Did you mean --dry-run? See `rootcast gc --help`.',
+              exitCode: 2,
+              details: { verb: 'gc', suggestion: '--dry-run' },
+            });
+          const { collectGarbage } = await import('../api/maintenance.js');
+          const report = await collectGarbage({
+            ...options,
+            ...(flags.dryRun ? { dryRun: true } : {}),
+            ...(flags.keepPackages ? { keepPackages: true } : {}),
+            ...(flags.indexes ? { indexes: true } : {}),
+          });
+          if (flags.json) {
+            printJson(report);
+            return;
+          }
+          if (flags.quiet) return;
+          const verb = report.dryRun ? 'would remove' : 'removed';
+          if (flags.verbose || report.dryRun) {
+            for (const item of report.removed)
+              process.stdout.write(
+                `${verb} ${item.kind.padEnd(9)} ${item.path} (${formatBytes(item.bytes)})\n`,
+              );
+          }
+          process.stdout.write(
+            `${verb} ${report.removed.length} items, ${formatBytes(report.bytesFreed)}; kept ${report.kept.blobs} blobs, ` +
+              `${report.kept.layers} layers, ${report.kept.packages} packages\n`,
+          );
         });
-        if (flags.json) {
-          printJson(report);
-          return;
-        }
-        if (flags.quiet) return;
-        const verb = report.dryRun ? 'would remove' : 'removed';
-        if (flags.verbose || report.dryRun) {
-          for (const item of report.removed)
-            process.stdout.write(
-              `${verb} ${item.kind.padEnd(9)} ${item.path} (${formatBytes(item.bytes)})\n`,
-            );
-        }
-        process.stdout.write(
-          `${verb} ${report.removed.length} items, ${formatBytes(report.bytesFreed)}; kept ${report.kept.blobs} blobs, ` +
-            `${report.kept.layers} layers, ${report.kept.packages} packages\n`,
-        );
-      });
-    });
+      },
+    );
 
   addGlobalFlags(program.command('fsck').description('verify every blob, reference, package and temporary'))
     .option('--repair', 'remove what is corrupt and list the templates to rebuild')
@@ -70,8 +85,21 @@ export function registerMaintenanceVerbs(program: Command, setExit: (code: numbe
         }
         for (const p of result.problems) {
           const where = p.templates.length > 0 ? ` [${p.templates.join(', ')}]` : '';
+          const users = p.containers ? ` {containers: ${p.containers.join(', ')}}` : '';
           const fixed = p.repaired ? ' (removed)' : '';
-          process.stdout.write(`${p.code} ${p.subject}${where}${fixed}\n`);
+          process.stdout.write(`${p.code} ${p.subject}${where}${users}${fixed}\n`);
+        }
+        for (const l of result.layers) {
+          const why =
+            l.check === 'intact'
+              ? 'intact: it still archives to its diff_id'
+              : l.removed
+                ? 'not verifiable against its diff_id'
+                : 'not verifiable against its diff_id, but containers use it';
+          const users = l.containers.length > 0 ? ` {containers: ${l.containers.join(', ')}}` : '';
+          process.stdout.write(
+            `${l.removed ? 'removed' : 'kept'} unpacked layer ${l.diffId}${users} (${why})\n`,
+          );
         }
         for (const ref of result.rebuild) process.stdout.write(`needs rebuild: ${ref}\n`);
         if (!flags.quiet) {
@@ -103,10 +131,10 @@ function describeChange(c: FileChange): string {
 
 /** The human form of a diff: packages, then files, each group sorted. */
 export function formatDiff(diff: TemplateDiff): string {
-  const lines: string[] = [
-    `--- ${diff.from.template} ${diff.from.digest}`,
-    `+++ ${diff.to.template} ${diff.to.digest}`,
-  ];
+  // A template named by an untagged digest is that digest: shown once.
+  const label = (t: { template: string; digest: string }) =>
+    t.template === t.digest ? t.digest : `${t.template} ${t.digest}`;
+  const lines: string[] = [`--- ${label(diff.from)}`, `+++ ${label(diff.to)}`];
   const p = diff.packages;
   lines.push(`packages: ${p.added.length} added, ${p.removed.length} removed, ${p.changed.length} changed`);
   for (const x of p.added) lines.push(`  + ${x.name}:${x.arch} ${x.to ?? ''}`);

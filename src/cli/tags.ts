@@ -9,12 +9,12 @@ export function registerTagVerbs(program: Command, setExit: (code: number) => vo
   addGlobalFlags(
     program.command('history').description("every manifest a template name's tags have named, newest first"),
   )
-    .argument('<name>', 'template name (without :version)')
+    .argument('<template>', 'template name, name:version (its name) or sha256:digest (the names it had)')
     .option('--store <dir>', STORE_HELP)
-    .action(async (name: string, flags: RecipeFlags) => {
+    .action(async (ref: string, flags: RecipeFlags) => {
       await runVerb(flags, setExit, async (options) => {
         const { templateHistory } = await import('../api/tags.js');
-        const items = await templateHistory(name, options);
+        const items = await templateHistory(ref, options);
         if (flags.json) {
           printJson(items);
           return;

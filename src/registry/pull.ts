@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { inputError, RootcastError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
 import { SPDX_MEDIA_TYPE } from '../sbom/spdx.js';
 import { type BlobWriter, openBlobStore } from '../store/blob-store.js';
+import { removeStoreIfEmpty } from '../store/clean.js';
 import { placeLayerTree } from '../store/layers.js';
 import { ensureLayout } from '../store/layout.js';
 import {
@@ -82,6 +84,9 @@ export async function pullTemplate(options: PullOptions): Promise<PullSummary> {
   const blobs = openBlobStore(store);
   const writers: BlobWriter[] = [];
   const staging: string[] = [];
+  // A pull into a store that does not exist creates it only when it succeeds.
+  const storeIsNew = !existsSync(store);
+  let done = false;
   try {
     const fetched = await fetchTemplateManifest(client, ref);
     const { manifest } = fetched;
@@ -187,11 +192,13 @@ export async function pullTemplate(options: PullOptions): Promise<PullSummary> {
     await blobs.putBytes(fetched.bytes, MEDIA_TYPE_MANIFEST);
     const cacheKey = manifest.annotations?.[ANNOTATION.cacheKey];
     await tagTemplate(store, fetched.digest, name, version, cacheKey ? { cacheKey } : {});
+    done = true;
     return summary;
   } finally {
     await Promise.all(writers.map((w) => w.abort()));
     await Promise.all(staging.map((dir) => rm(dir, { recursive: true, force: true })));
     await client.close();
+    if (storeIsNew && !done) await removeStoreIfEmpty(store);
   }
 }
 

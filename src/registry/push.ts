@@ -1,14 +1,14 @@
 import { inputError } from '../core/errors.js';
 import type { Reporter } from '../core/reporter.js';
 import { openBlobStore } from '../store/blob-store.js';
-import { MEDIA_TYPE_MANIFEST } from '../store/oci.js';
+import { ANNOTATION, MEDIA_TYPE_MANIFEST } from '../store/oci.js';
 import { storeLayout } from '../store/paths.js';
-import { readTemplate } from '../store/template-query.js';
+import { readTemplate, type TemplateDetails } from '../store/template-query.js';
 import { type BlobAction, type LocalBlob, putBlob } from './blob-upload.js';
 import { RegistryClient } from './client.js';
 import type { Credentials } from './credentials.js';
 import { mountSources, readPushedRecord, recordPushed } from './pushed-record.js';
-import { formatRegistryRef, parseRegistryRef, type RegistryRef } from './reference.js';
+import { formatRegistryRef, parseRegistryRef, type RegistryRef, TAG } from './reference.js';
 
 /**
  * `rootcast push TEMPLATE REF`: a template's blobs, then its manifest, into one repository.
@@ -56,6 +56,16 @@ export interface PushSummary {
   blobs: { digest: string; kind: PushedBlobKind; size: number; action: BlobAction }[];
 }
 
+/**
+ * The tag a push without one uses: the version of a tag naming the manifest, else (an untagged
+ * history entry, pushed by digest) the manifest's `org.opencontainers.image.version`, the
+ * annotation `pull` names the template by; `undefined` when neither is a valid tag.
+ */
+function defaultTag(details: TemplateDetails): string | undefined {
+  const version = details.entries[0]?.version ?? details.annotations[ANNOTATION.version];
+  return version !== undefined && TAG.test(version) ? version : undefined;
+}
+
 export async function pushTemplate(options: PushOptions): Promise<PushSummary> {
   const target = parseRegistryRef(options.ref);
   if (target.digest) {
@@ -66,12 +76,12 @@ export async function pushTemplate(options: PushOptions): Promise<PushSummary> {
     );
   }
   const details = await readTemplate(options.store, options.template);
-  const tag = target.tag ?? details.entries[0]?.version;
+  const tag = target.tag ?? defaultTag(details);
   if (!tag) {
     throw inputError(
       'REGISTRY_TAG_REQUIRED',
-      `${options.ref} names no tag and template ${options.template} has no version to use`,
-      'Add a tag to the reference: host[:port]/repository:tag.',
+      `${options.ref} names no tag, and ${options.template} has no tag and no version annotation to use as one`,
+      `Add a tag to the reference: ${formatRegistryRef(target)}:TAG.`,
     );
   }
   const ref: RegistryRef = { ...target, tag };

@@ -5,7 +5,9 @@ import { inputError } from '../core/errors.js';
  * Registry references: `host[:port]/repository[:tag|@digest]`, as the distribution spec and
  * `docker pull` spell them, except that the host is never implied (rootcast knows no default
  * registry). The first component is the host: it must contain a `.` or a `:`, or be
- * `localhost`. Repository components are lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or
+ * `localhost`. A port is 1–65535, and the host must be one a URL can hold (an IPv4 address has
+ * four parts of at most 255, an IPv6 address is bracketed), so no bad host reaches the HTTP
+ * client. Repository components are lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or
  * runs of `-`; tags are `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; digests are `sha256:<64 hex>`.
  *
  * Pure: no I/O. Every failure is `REGISTRY_REF_INVALID` (exit 2).
@@ -21,7 +23,8 @@ export interface RegistryRef {
 }
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+/** A registry tag. */
+export const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$/;
 
 function invalid(ref: string, why: string) {
@@ -48,6 +51,7 @@ export function parseRegistryRef(ref: string): RegistryRef {
   let path = rest.slice(slash + 1);
   if (!(registry.includes('.') || registry.includes(':') || registry === 'localhost') || !HOST.test(registry))
     throw invalid(ref, `${JSON.stringify(registry)} is not a registry host`);
+  checkHost(ref, registry);
   let tag: string | undefined;
   const colon = path.lastIndexOf(':');
   if (colon >= 0) {
@@ -64,6 +68,20 @@ export function parseRegistryRef(ref: string): RegistryRef {
     ...(tag !== undefined ? { tag } : {}),
     ...(digest !== undefined ? { digest } : {}),
   };
+}
+
+/** The port (1–65535) and the host itself (what `new URL` accepts), or `REGISTRY_REF_INVALID`. */
+function checkHost(ref: string, registry: string): void {
+  const port = /:([0-9]+)$/.exec(
+    registry.startsWith('[') ? registry.slice(registry.indexOf(']')) : registry,
+  )?.[1];
+  if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535))
+    throw invalid(ref, `port ${port} of ${JSON.stringify(registry)} is not between 1 and 65535`);
+  try {
+    new URL(`https://${registry}/`);
+  } catch {
+    throw invalid(ref, `${JSON.stringify(registry)} is not a valid host name or address`);
+  }
 }
 
 /** `host:port` → `host`; `[::1]:5000` → `::1`. */

@@ -1,4 +1,5 @@
-import { readdir, rm } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unmountBelow } from '../assemble/overlay.js';
 import { openBlobStore } from './blob-store.js';
@@ -27,6 +28,35 @@ export function isProcessAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
+}
+
+/**
+ * Undoes the creation of a store by a verb that failed: removes `store` when it holds nothing
+ * but empty directories, e.g. the `ingest/` and `tmp/` a failed pull into a new store made.
+ * Directories are removed one by one with rmdir(2), deepest first, so anything another process
+ * put there meanwhile keeps its directory (and the store). Returns whether the store went.
+ */
+export async function removeStoreIfEmpty(store: string): Promise<boolean> {
+  const removeEmpty = async (dir: string): Promise<boolean> => {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return false;
+    }
+    let empty = true;
+    for (const entry of entries) {
+      if (!entry.isDirectory() || !(await removeEmpty(join(dir, entry.name)))) empty = false;
+    }
+    return (
+      empty &&
+      rmdir(dir).then(
+        () => true,
+        () => false,
+      )
+    );
+  };
+  return removeEmpty(store);
 }
 
 async function names(dir: string): Promise<string[]> {

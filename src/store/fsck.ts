@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { storePaths } from '../core/context.js';
 import { isSha256Hex, SHA256_PREFIX, sha256File } from '../core/digest.js';
 import { isProcessAlive } from './clean.js';
+import { checkLayerTree, type LayerTreeCheck, layerEpochs } from './layer-check.js';
 import { readIndex } from './layout.js';
 import { ANNOTATION, type ImageConfig, type ImageManifest } from './oci.js';
 import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths.js';
@@ -16,11 +17,22 @@ import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths
  *
  * Invariants: without `repair` nothing is changed. With `repair`, only what cannot be right is
  * removed: blobs and packages whose bytes do not match their names, dead processes'
- * temporaries, stray files in the content directories, and the unpacked layers of layer blobs
- * that are gone (so the rebuild that restores the blob also places a fresh tree). Live
- * processes' temporaries are never touched. A template that loses a blob is reported in
- * `rebuild`: its cache key no longer finds a complete template (`findByCacheKey` checks every
- * blob is present), so the next `rootcast build` restores it.
+ * temporaries, and stray files in the content directories. Live processes' temporaries are
+ * never touched. A template that loses a blob is reported in `rebuild`: its cache key no longer
+ * finds a complete template (`findByCacheKey` checks every blob is present), so the next
+ * `rootcast build` restores it.
+ *
+ * The unpacked layer (`layers/<hex>/`) of a layer blob that is corrupt or missing is checked on
+ * its own (`checkLayerTree`: archived again, hashed against its diff_id). An intact tree is
+ * kept (the rebuild or pull that restores the blob reuses it). A tree that cannot be vouched
+ * for is removed, so the rebuild places a fresh one, unless a container stacks it (or a
+ * container record is unreadable): removing a container's lower directory would break the
+ * container, so it is kept and a warning names the containers. Every problem names the
+ * containers it affects (`containersUsing`, read by the caller: the store does not know
+ * container records).
+ *
+ * `signal` stops the run with its reason (the CLI's `ABORTED`) between files and before each
+ * removal; removals already done stay done (each removed only what cannot be right).
  */
 
 export type FsckCode =
@@ -49,6 +61,42 @@ export interface FsckProblem {
   templates: string[];
   /** Set by a repair run: true when the damaged thing was removed. */
   repaired?: boolean;
+  /** Containers cloned from a template this breaks, or stacking this layer (absent when none). */
+  containers?: string[];
+}
+
+/**
+ * What containers use, read by the runtime's container records (api/maintenance.ts): manifest
+ * digests and diff_ids with the names of the containers using them, and records that could not
+ * be read (then every unpacked layer a repair would remove is kept).
+ */
+export interface ContainersUsing {
+  digests: ReadonlyMap<string, readonly string[]>;
+  layers: ReadonlyMap<string, readonly string[]>;
+  problems: readonly string[];
+}
+
+export interface FsckOptions {
+  /** Remove what is corrupt (see the module comment). */
+  repair?: boolean;
+  /**
+   * Reads what containers use. Required, so no caller can forget the containers and remove a
+   * layer a container stacks, or fail to name the containers a problem breaks.
+   */
+  containersUsing: (store: string) => ContainersUsing;
+  /** Stops the run with its reason, between files and before each removal. */
+  signal?: AbortSignal;
+}
+
+/** The unpacked layer of a layer blob that is corrupt or missing, as `repair` left it. */
+export interface FsckLayerTree {
+  diffId: string;
+  path: string;
+  /** `intact`: it archives to its diff_id again; `unverified`: it does not (see layer-check.ts). */
+  check: LayerTreeCheck;
+  /** Containers stacking it. */
+  containers: string[];
+  removed: boolean;
 }
 
 export interface FsckReport {
@@ -59,6 +107,10 @@ export interface FsckReport {
   removed: string[];
   /** Templates that now miss a blob or layer and need `rootcast build` (sorted). */
   rebuild: string[];
+  /** With `repair`: each unpacked layer whose blob is corrupt or missing, kept or removed. */
+  layers: FsckLayerTree[];
+  /** Things a user must know: layers kept for containers, unreadable container records. */
+  warnings: string[];
 }
 
 /** A dead process's temporary: where it is and what kind of directory holds it. */
@@ -127,11 +179,15 @@ export function digestsIn(value: unknown, out: Set<string> = new Set()): Set<str
 }
 
 /** Hashes every `<hex>` file of `dir`; returns the names that do not match and stray names. */
-async function verifyContentDir(dir: string): Promise<{ count: number; corrupt: string[]; stray: string[] }> {
+async function verifyContentDir(
+  dir: string,
+  signal: AbortSignal | undefined,
+): Promise<{ count: number; corrupt: string[]; stray: string[] }> {
   const corrupt: string[] = [];
   const stray: string[] = [];
   let count = 0;
   for (const name of await names(dir)) {
+    signal?.throwIfAborted();
     if (name.startsWith('.tmp-')) continue;
     if (!isSha256Hex(name)) {
       stray.push(name);
@@ -149,12 +205,21 @@ function problem(code: FsckCode, subject: string, message: string, templates: st
 }
 
 /** Checks the store; with `repair`, removes what is corrupt (see the module comment). */
-export async function fsckStore(store: string, options: { repair?: boolean } = {}): Promise<FsckReport> {
+export async function fsckStore(store: string, options: FsckOptions): Promise<FsckReport> {
+  const { signal } = options;
+  signal?.throwIfAborted();
   const problems: FsckProblem[] = [];
   const removed: string[] = [];
+  const warnings: string[] = [];
   const blobsDir = storeLayout.blobs(store);
+  const inUse = options.containersUsing(store);
+  for (const p of inUse.problems) warnings.push(`container record unreadable: ${p}`);
+  const addContainers = (p: FsckProblem, names: readonly string[] | undefined) => {
+    for (const name of names ?? [])
+      if (!p.containers?.includes(name)) p.containers = [...(p.containers ?? []), name];
+  };
 
-  const blobCheck = await verifyContentDir(blobsDir);
+  const blobCheck = await verifyContentDir(blobsDir, signal);
   const corruptBlobs = new Map<string, FsckProblem>();
   for (const hex of blobCheck.corrupt) {
     const digest = SHA256_PREFIX + hex;
@@ -180,12 +245,18 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
   // References: every manifest in index.json, tagged or not.
   const index = await readIndex(store);
   const missing = new Map<string, FsckProblem>();
-  const layerDirsOfBrokenBlobs = new Set<string>();
+  /** Unpacked layers whose blob is corrupt or missing, by path: what to check on repair. */
+  const layerDirsOfBrokenBlobs = new Map<
+    string,
+    { diffId: string; epochs: number[]; overlayUpper: boolean }
+  >();
   const rebuild = new Set<string>();
-  const noteBlob = async (digest: string, template: string, what: string): Promise<boolean> => {
+  type Users = readonly string[] | undefined;
+  const noteBlob = async (digest: string, template: string, users: Users, what: string): Promise<boolean> => {
     const corrupt = corruptBlobs.get(digest);
     if (corrupt) {
       corrupt.templates.push(template);
+      addContainers(corrupt, users);
       rebuild.add(template);
       return false;
     }
@@ -197,34 +268,44 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
       problems.push(p);
     }
     p.templates.push(template);
+    addContainers(p, users);
     rebuild.add(template);
     return false;
   };
+  const broken = (p: FsckProblem, template: string, users: Users) => {
+    addContainers(p, users);
+    problems.push(p);
+    rebuild.add(template);
+  };
   for (const descriptor of index.manifests) {
+    signal?.throwIfAborted();
     const template = descriptor.annotations?.[ANNOTATION.refName] ?? descriptor.digest;
-    if (!(await noteBlob(descriptor.digest, template, 'manifest'))) continue;
+    const users = inUse.digests.get(descriptor.digest);
+    if (!(await noteBlob(descriptor.digest, template, users, 'manifest'))) continue;
     const manifest = await readJson<ImageManifest>(descriptor.digest);
     if (!manifest?.config || !Array.isArray(manifest.layers)) {
-      problems.push(
+      broken(
         problem('FSCK_MANIFEST_INVALID', descriptor.digest, 'manifest is not an image manifest', [template]),
+        template,
+        users,
       );
-      rebuild.add(template);
       continue;
     }
     // Annotations that name blobs (other digest-valued ones, like the cache key, do not).
     const named = [ANNOTATION.lock, ANNOTATION.sbom].map((key) => manifest.annotations?.[key]);
     for (const digest of digestsIn({ config: manifest.config, layers: manifest.layers, named })) {
-      await noteBlob(digest, template, 'blob');
+      await noteBlob(digest, template, users, 'blob');
     }
     const config = await readJson<ImageConfig>(manifest.config.digest);
     const diffIds = config?.rootfs?.diff_ids;
     if (config && (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length)) {
-      problems.push(
+      broken(
         problem('FSCK_MANIFEST_INVALID', manifest.config.digest, 'config diff_ids do not match the layers', [
           template,
         ]),
+        template,
+        users,
       );
-      rebuild.add(template);
       continue;
     }
     for (const [i, diffId] of (diffIds ?? []).entries()) {
@@ -236,18 +317,17 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
         () => false,
       );
       if (!isDir) {
-        problems.push(
-          problem('FSCK_LAYER_MISSING', diffId, `unpacked layer ${diffId} is missing`, [template]),
-        );
-        rebuild.add(template);
-      } else if (!(await blobPresent(layerBlob))) {
-        layerDirsOfBrokenBlobs.add(dir);
+        const p = problem('FSCK_LAYER_MISSING', diffId, `unpacked layer ${diffId} is missing`, [template]);
+        addContainers(p, inUse.layers.get(diffId));
+        broken(p, template, users);
+      } else if (!(await blobPresent(layerBlob)) && !layerDirsOfBrokenBlobs.has(dir)) {
+        layerDirsOfBrokenBlobs.set(dir, { diffId, epochs: layerEpochs(config, i), overlayUpper: i > 0 });
       }
     }
   }
 
   // The package cache: every file must hash to its name.
-  const packageCheck = await verifyContentDir(storePaths.packages(store));
+  const packageCheck = await verifyContentDir(storePaths.packages(store), signal);
   for (const hex of packageCheck.corrupt) {
     problems.push(
       problem('FSCK_PACKAGE_CORRUPT', SHA256_PREFIX + hex, `cached package ${hex} does not hash to its name`),
@@ -280,8 +360,10 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
     problems.push(problem('FSCK_TEMPORARY', t.path, `${t.path} was left by a process that is gone`));
   }
 
+  const layers: FsckLayerTree[] = [];
   if (options.repair) {
     for (const p of problems) {
+      signal?.throwIfAborted();
       let path: string | undefined;
       if (p.code === 'FSCK_BLOB_CORRUPT') path = storeLayout.blob(store, p.subject);
       else if (p.code === 'FSCK_PACKAGE_CORRUPT')
@@ -292,14 +374,26 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
       removed.push(path);
       p.repaired = true;
     }
-    // An unpacked layer whose blob is gone cannot be trusted more than the blob was; the
-    // rebuild that restores the blob places a fresh tree.
-    for (const dir of [...layerDirsOfBrokenBlobs].sort()) {
-      await removePath(store, dir);
-      removed.push(dir);
+    for (const [dir, layer] of [...layerDirsOfBrokenBlobs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const tree = await repairLayerTree(store, dir, layer, inUse, signal);
+      layers.push(tree);
+      if (tree.removed) removed.push(dir);
+      else if (tree.check === 'unverified') {
+        const who =
+          tree.containers.length > 0
+            ? `container(s) ${tree.containers.join(', ')} use it`
+            : 'a container record is unreadable';
+        warnings.push(
+          `unpacked layer ${tree.diffId} (blob corrupt or missing) does not archive to its diff_id; ` +
+            `kept because ${who}: remove ${tree.containers.length > 0 ? 'them' : 'the record'} and run \`rootcast fsck --repair\` again`,
+        );
+      }
     }
   }
-  for (const p of problems) p.templates.sort();
+  for (const p of problems) {
+    p.templates.sort();
+    p.containers?.sort();
+  }
   return {
     problems,
     checked: {
@@ -310,5 +404,32 @@ export async function fsckStore(store: string, options: { repair?: boolean } = {
     },
     removed,
     rebuild: [...rebuild].sort(),
+    layers,
+    warnings,
   };
+}
+
+/**
+ * Repair of one unpacked layer whose blob is corrupt or missing: kept when it is intact, or
+ * when a container stacks it (or a record is unreadable); removed otherwise.
+ */
+async function repairLayerTree(
+  store: string,
+  dir: string,
+  layer: { diffId: string; epochs: number[]; overlayUpper: boolean },
+  inUse: ContainersUsing,
+  signal: AbortSignal | undefined,
+): Promise<FsckLayerTree> {
+  const containers = [...(inUse.layers.get(layer.diffId) ?? [])].sort();
+  const check = await checkLayerTree(dir, layer.diffId, {
+    epochs: layer.epochs,
+    overlayUpper: layer.overlayUpper,
+    ...(signal ? { signal } : {}),
+  });
+  const keep = check === 'intact' || containers.length > 0 || inUse.problems.length > 0;
+  if (!keep) {
+    signal?.throwIfAborted();
+    await removePath(store, dir);
+  }
+  return { diffId: layer.diffId, path: dir, check, containers, removed: !keep };
 }

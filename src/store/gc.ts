@@ -53,6 +53,12 @@ export interface GcOptions {
   keepPackages?: boolean;
   /** Also empty the repository index cache (only `rootcast lock` uses it; it is re-fetched). */
   indexes?: boolean;
+  /**
+   * Stops the run with the signal's reason (the CLI's `ABORTED`), checked between manifests
+   * while marking and before each removal: what was removed stays removed (it was garbage),
+   * the rest stays for the next gc.
+   */
+  signal?: AbortSignal;
 }
 
 export type GcKind = 'blob' | 'layer' | 'package' | 'member' | 'index' | 'temporary';
@@ -96,6 +102,7 @@ function isMissing(error: unknown): boolean {
 export async function markReachable(
   store: string,
   templatesInUse: GcOptions['templatesInUse'],
+  signal?: AbortSignal,
 ): Promise<Reachable> {
   const blobs = openBlobStore(store);
   const r: Reachable = {
@@ -120,6 +127,7 @@ export async function markReachable(
   const seen = new Set<string>();
   const visitManifest = async (digest: string, label: string): Promise<void> => {
     if (seen.has(digest)) return;
+    signal?.throwIfAborted();
     seen.add(digest);
     r.blobs.add(digest);
     const doc = await readJson<ImageManifest & { manifests?: { digest: string; mediaType: string }[] }>(
@@ -218,7 +226,7 @@ export function planSweep(
 }
 
 async function sweep(store: string, options: GcOptions): Promise<GcReport> {
-  const reachable = await markReachable(store, options.templatesInUse);
+  const reachable = await markReachable(store, options.templatesInUse, options.signal);
   const indexes = storePaths.indexes(store);
   const present = {
     blobs: (await entries(storeLayout.blobs(store))).filter(isSha256Hex),
@@ -253,6 +261,7 @@ async function sweep(store: string, options: GcOptions): Promise<GcReport> {
   for (const t of await findDeadTemporaries(store)) planned.push({ kind: 'temporary', path: t.path });
   const removed: GcItem[] = [];
   for (const item of planned) {
+    options.signal?.throwIfAborted();
     const bytes = await diskBytes(item.path);
     if (!options.dryRun) await removePath(store, item.path);
     removed.push({ ...item, bytes });
@@ -274,8 +283,32 @@ async function sweep(store: string, options: GcOptions): Promise<GcReport> {
   };
 }
 
-/** Collects garbage under the locks described in the module comment. */
+/** What gc reports for a store that does not exist: nothing to collect. */
+function emptyReport(options: GcOptions): GcReport {
+  return {
+    dryRun: Boolean(options.dryRun),
+    removed: [],
+    bytesFreed: 0,
+    kept: { manifests: 0, blobs: 0, layers: 0, packages: 0 },
+    warnings: [],
+  };
+}
+
+/**
+ * Collects garbage under the locks described in the module comment. A store directory that
+ * does not exist has nothing to collect: the report is empty and nothing is created (not even
+ * the lock files).
+ */
 export async function gcStore(store: string, options: GcOptions): Promise<GcReport> {
+  options.signal?.throwIfAborted();
+  const exists = await lstat(store).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
+  if (!exists) return emptyReport(options);
   const held: FileLock[] = [];
   try {
     held.push(await acquireLock(storeLayout.lock(store, 'gc'), { timeoutMs: 0 }));

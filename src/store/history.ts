@@ -1,7 +1,7 @@
 import { inputError, RootcastError } from '../core/errors.js';
 import { readIndex, updateIndex } from './layout.js';
 import { ANNOTATION, type Descriptor, type ImageIndex, MEDIA_TYPE_MANIFEST } from './oci.js';
-import type { TemplateRef } from './template-query.js';
+import { parseTemplateRef, resolveTemplate, type TemplateRef, validateName } from './template-query.js';
 
 /**
  * Template versions in `index.json`. A tag (`org.opencontainers.image.ref.name`) names one
@@ -51,16 +51,16 @@ export function templateExists(ref: string, existing: string, digest: string): R
   return new RootcastError({
     code: 'TEMPLATE_EXISTS',
     message: `template ${ref} already exists as ${existing} (the new one would be ${digest})`,
-    hint: 'Templates are immutable: bump the recipe version, or pass --replace (--force for tag) to move it.',
+    hint: 'Templates are immutable: use another version, or move the tag on purpose with `rootcast tag SOURCE NAME:VERSION --force`.',
     exitCode: 2,
     details: { ref, existing, digest },
   });
 }
 
-function templateNotFound(ref: string): RootcastError {
+function templateNotFound(ref: string, when = ''): RootcastError {
   return inputError(
     'TEMPLATE_NOT_FOUND',
-    `no template ${ref} in the store`,
+    `no template ${ref} in the store${when}`,
     'List templates and their history with `rootcast ls --all`.',
   );
 }
@@ -165,11 +165,13 @@ export function indexEntries(index: ImageIndex): IndexEntry[] {
   return out;
 }
 
-/** Pure: the manifests `name`'s tags have named, newest first. */
-export function historyOf(index: ImageIndex, name: string): HistoryItem[] {
+/** Pure: the manifests the tags of `name` (or of any of `names`) have named, newest first. */
+export function historyOf(index: ImageIndex, names: string | readonly string[]): HistoryItem[] {
+  const wanted = new Set(typeof names === 'string' ? [names] : names);
   const byDigest = new Map<string, HistoryItem>();
   for (const e of indexEntries(index)) {
-    if (nameOfRef(e.ref ?? e.previousRef) !== name) continue;
+    const name = nameOfRef(e.ref ?? e.previousRef);
+    if (name === undefined || !wanted.has(name)) continue;
     const item = byDigest.get(e.digest) ?? {
       digest: e.digest,
       sequence: 0,
@@ -260,15 +262,63 @@ export async function listIndexEntries(store: string): Promise<IndexEntry[]> {
   );
 }
 
-/** `name`'s history; `TEMPLATE_NOT_FOUND` when no tag of that name exists or existed. */
-export async function readTemplateHistory(store: string, name: string): Promise<HistoryItem[]> {
-  const items = historyOf(await readIndex(store), name);
-  if (items.length === 0) throw templateNotFound(name);
-  return items;
+/** Pure: the names whose tags name or named manifest `digest`, sorted. */
+export function namesOfDigest(index: ImageIndex, digest: string): string[] {
+  const names = new Set<string>();
+  for (const e of indexEntries(index)) {
+    const name = e.digest === digest ? nameOfRef(e.ref ?? e.previousRef) : undefined;
+    if (name !== undefined) names.add(name);
+  }
+  return [...names].sort();
 }
 
-/** `rmi`: removes `target` from the index under the store lock (see `withoutTemplate`). */
+/**
+ * `rootcast history REF`. REF is a template name (the manifests its tags named), a
+ * `name:version` (the history of its name; that tag must exist or have existed), or a manifest
+ * digest (the history of every name whose tags name or named it). A bad name is
+ * `TEMPLATE_NAME_INVALID`, a bad digest `DIGEST_INVALID`; nothing to show is
+ * `TEMPLATE_NOT_FOUND`, saying which of these it was.
+ */
+export async function readTemplateHistory(store: string, ref: string): Promise<HistoryItem[]> {
+  const index = await readIndex(store);
+  if (!ref.includes(':')) {
+    validateName(ref);
+    const items = historyOf(index, ref);
+    if (items.length === 0)
+      throw inputError(
+        'TEMPLATE_NOT_FOUND',
+        `no template named ${ref} in the store: no tag of that name exists or existed`,
+        'List templates and their history with `rootcast ls --all`.',
+      );
+    return items;
+  }
+  const target = parseTemplateRef(ref);
+  if (target.kind === 'tag') {
+    const items = historyOf(index, target.name);
+    if (!items.some((i) => i.tags.includes(ref) || i.previousTags.includes(ref)))
+      throw templateNotFound(ref, ', now or in its history');
+    return items;
+  }
+  const names = namesOfDigest(index, target.digest);
+  if (names.length === 0) {
+    // Not in the store, or not a manifest: resolveTemplate says which. Else it was never tagged.
+    await resolveTemplate(store, target.digest);
+    throw inputError(
+      'TEMPLATE_NOT_FOUND',
+      `manifest ${target.digest} has no history: no tag names it or has named it`,
+      `Give it a tag with \`rootcast tag ${target.digest} NAME:VERSION\`, or see \`rootcast ls --all\`.`,
+    );
+  }
+  return historyOf(index, names);
+}
+
+/**
+ * `rmi`: removes `target` from the index under the store lock (see `withoutTemplate`). A target
+ * the index does not hold is `TEMPLATE_NOT_FOUND` without taking the lock (nothing is created).
+ */
 export async function removeTemplate(store: string, target: TemplateRef): Promise<RemoveResult> {
+  // Removing nothing fails before the lock is taken, so a mistyped --store is not created.
+  withoutTemplate(await readIndex(store), target);
   let result: RemoveResult = { removed: [], latest: [] };
   await updateIndex(store, (index) => {
     const out = withoutTemplate(index, target);

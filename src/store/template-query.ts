@@ -22,8 +22,8 @@ import {
 const NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 const VERSION = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
-/** Checks a template name and version; throws `TEMPLATE_NAME_INVALID` (exit 2). */
-export function validateTemplateName(name: string, version: string): void {
+/** Checks a template name (without version); throws `TEMPLATE_NAME_INVALID` (exit 2). */
+export function validateName(name: string): void {
   if (!NAME.test(name)) {
     throw inputError(
       'TEMPLATE_NAME_INVALID',
@@ -31,6 +31,11 @@ export function validateTemplateName(name: string, version: string): void {
       'Names are lowercase letters, digits, ".", "_" and "-", starting with a letter or digit.',
     );
   }
+}
+
+/** Checks a template name and version; throws `TEMPLATE_NAME_INVALID` (exit 2). */
+export function validateTemplateName(name: string, version: string): void {
+  validateName(name);
   if (!VERSION.test(version)) {
     throw inputError(
       'TEMPLATE_NAME_INVALID',

@@ -3,6 +3,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { containersUsing } from '../../src/api/maintenance.js';
 import { storePaths } from '../../src/core/context.js';
 import { sha256Hex } from '../../src/core/digest.js';
 import { templatesInUse } from '../../src/runtime/record.js';
@@ -111,7 +112,7 @@ describe('gc and fsck', () => {
     expect(existsSync(storePaths.packageFile(store, sha256Hex(PKG.shared.content)))).toBe(true);
     // a is untouched and still a complete build-cache hit.
     expect((await findByCacheKey(store, `sha256:${sha256Hex('a')}`))?.manifestDigest).toBe(a.manifestDigest);
-    expect((await fsckStore(store)).problems).toEqual([]);
+    expect((await fsckStore(store, { containersUsing })).problems).toEqual([]);
 
     expect((await gcStore(store, { templatesInUse, indexes: true })).removed.map((r) => r.path)).toEqual([
       indexFile,
@@ -128,16 +129,16 @@ describe('gc and fsck', () => {
   });
 
   it('a sound store has no problems', async () => {
-    const report = await fsckStore(store);
+    const report = await fsckStore(store, { containersUsing });
     expect(report.problems).toEqual([]);
     expect(report.checked).toEqual({ templates: 2, blobs: 8, packages: 3, indexes: 0 });
     expect(report.rebuild).toEqual([]);
   });
 
-  it('fsck finds a flipped byte in a layer blob; --repair removes it; a rebuild restores it', async () => {
+  it('fsck finds a flipped byte in a layer blob; --repair removes it, keeps the intact unpacked layer; a rebuild restores it', async () => {
     const layer = a.layers[0]!;
     await flipByte(storeLayout.blob(store, layer.digest));
-    const report = await fsckStore(store);
+    const report = await fsckStore(store, { containersUsing });
     expect(report.problems).toEqual([
       {
         code: 'FSCK_BLOB_CORRUPT',
@@ -149,20 +150,25 @@ describe('gc and fsck', () => {
     expect(report.rebuild).toEqual(['a:1.0']);
     expect(existsSync(storeLayout.blob(store, layer.digest))).toBe(true);
 
-    const repaired = await fsckStore(store, { repair: true });
+    const repaired = await fsckStore(store, { repair: true, containersUsing });
     expect(repaired.problems.map((p) => [p.code, p.repaired])).toEqual([['FSCK_BLOB_CORRUPT', true]]);
-    expect(repaired.removed).toEqual([
-      storeLayout.blob(store, layer.digest),
-      storeLayout.layer(store, layer.diffId),
+    // Only the blob: the unpacked layer still archives to its diff_id, so it stays.
+    expect(repaired.removed).toEqual([storeLayout.blob(store, layer.digest)]);
+    expect(repaired.layers).toEqual([
+      {
+        diffId: layer.diffId,
+        path: storeLayout.layer(store, layer.diffId),
+        check: 'intact',
+        containers: [],
+        removed: false,
+      },
     ]);
+    expect(existsSync(storeLayout.layer(store, layer.diffId))).toBe(true);
     expect(repaired.rebuild).toEqual(['a:1.0']);
     // The build cache no longer offers the damaged template, so a build commits it again.
     expect(await findByCacheKey(store, `sha256:${sha256Hex('a')}`)).toBeUndefined();
-    const after = await fsckStore(store);
-    expect(after.problems.map((p) => [p.code, p.subject])).toEqual([
-      ['FSCK_BLOB_MISSING', layer.digest],
-      ['FSCK_LAYER_MISSING', layer.diffId],
-    ]);
+    const after = await fsckStore(store, { containersUsing });
+    expect(after.problems.map((p) => [p.code, p.subject])).toEqual([['FSCK_BLOB_MISSING', layer.digest]]);
 
     const again = await commitSmall(
       store,
@@ -171,7 +177,7 @@ describe('gc and fsck', () => {
       lockText('a', { shared: PKG.shared, onlya: PKG.onlyA }),
     );
     expect(again.manifestDigest).toBe(a.manifestDigest);
-    expect((await fsckStore(store)).problems).toEqual([]);
+    expect((await fsckStore(store, { containersUsing })).problems).toEqual([]);
     expect((await readTemplate(store, 'a:1.0')).layers[0]?.unpacked).toBe(true);
   });
 
@@ -188,7 +194,7 @@ describe('gc and fsck', () => {
     const liveTree = join(storeLayout.tmp(store), `${process.pid}-0123abcd`);
     await mkdir(liveTree);
 
-    const report = await fsckStore(store);
+    const report = await fsckStore(store, { containersUsing });
     const seen = report.problems.map((p) => [p.code, p.subject, p.templates]);
     expect(seen).toEqual([
       ['FSCK_BLOB_CORRUPT', b.manifestDigest, ['b:1.0']],
@@ -199,7 +205,7 @@ describe('gc and fsck', () => {
     ]);
     expect(report.rebuild).toEqual(['a:1.0', 'b:1.0']);
 
-    const repaired = await fsckStore(store, { repair: true });
+    const repaired = await fsckStore(store, { repair: true, containersUsing });
     expect(repaired.problems.filter((p) => !p.repaired).map((p) => p.code)).toEqual(['FSCK_LAYER_MISSING']);
     for (const path of [pkg, strayFile, deadTree, storeLayout.blob(store, b.manifestDigest)])
       expect(existsSync(path)).toBe(false);

@@ -68,6 +68,8 @@ describe('a registry that returns damaged content', () => {
     await expect(attempt).rejects.toThrow(base.layers[0]!.digest);
     expect(visible(target)).toBe(visible(join(dir, 'never-created')));
     expect(leftovers(target)).toEqual([]);
+    // Not even the store directory: a failed pull creates no store.
+    expect(existsSync(target)).toBe(false);
   });
 
   it('leaves a store that has the base exactly as it was when the child layer is damaged', async () => {
@@ -113,5 +115,6 @@ describe('a registry that returns damaged content', () => {
     ).rejects.toMatchObject({ code: 'LAYER_DIFF_ID_MISMATCH' });
     expect(visible(target)).toBe(visible(join(dir, 'never-created')));
     expect(leftovers(target)).toEqual([]);
+    expect(existsSync(target)).toBe(false);
   });
 });

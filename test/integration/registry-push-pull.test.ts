@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pull, push } from '../../src/api/registry.js';
+import { tagTemplate } from '../../src/api/tags.js';
 import { nativeCalls } from '../../src/assemble/native.js';
 import { sha256File } from '../../src/core/digest.js';
 import { readPushedRecord } from '../../src/registry/pushed-record.js';
@@ -167,6 +168,28 @@ describe('push and pull against docker-registry on 127.0.0.1', () => {
       expect(proxy.storage.every((r) => !r.authorization)).toBe(true);
       await proxy.close();
     });
+  });
+
+  it('pushes a digest that no tag names any more under its version annotation, without a tag in the ref', async () => {
+    const store = join(dir, 'history');
+    const old = await commitBase(store, 'hist', '3.1');
+    const other = await commitBase(store, 'other', '1.0');
+    // hist:3.1 moves to another manifest: the old one is an untagged history entry.
+    await tagTemplate('other:1.0', 'hist:3.1', { force: true }, { store });
+    expect((await readTemplate(store, old.manifestDigest)).entries).toEqual([]);
+    const summary = await push(old.manifestDigest, `${registry.host}/lab/hist`, {
+      store,
+      insecure: true,
+      env,
+    });
+    expect(summary).toMatchObject({ ref: `${registry.host}/lab/hist:3.1`, digest: old.manifestDigest });
+    expect(summary.digest).not.toBe(other.manifestDigest);
+    const pulled = await pull(`${registry.host}/lab/hist:3.1`, {
+      store: join(dir, 'hist-pulled'),
+      insecure: true,
+      env,
+    });
+    expect(pulled).toMatchObject({ template: 'hist:3.1', digest: old.manifestDigest });
   });
 
   it('refuses plain HTTP to a host that is not loopback', async () => {

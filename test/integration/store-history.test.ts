@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,6 +227,78 @@ describe('template versions: history, latest, tag, rmi', () => {
       ['db:1.0', keep.manifestDigest],
       ['db:latest', keep.manifestDigest],
     ]);
+  });
+
+  it('history takes a name, a name:version (current or past) or a digest, and refuses bad names', async () => {
+    const one = await commit('mb', '1.0', 'a');
+    const two = await commit('mb', '2.0', 'bb');
+    const moved = await commit('mb', '1.0', 'ccc');
+    await commit('other', '1.0', 'dddd');
+    const byName = await templateHistory('mb', { store });
+    expect(byName.map((h) => h.digest)).toEqual([
+      moved.manifestDigest,
+      two.manifestDigest,
+      one.manifestDigest,
+    ]);
+    // name:version shows its name's history, whether the tag names the manifest now or did.
+    expect(await templateHistory('mb:2.0', { store })).toEqual(byName);
+    expect(await templateHistory('mb:latest', { store })).toEqual(byName);
+    // A digest: every name whose tags name or named it; an old version by digest too.
+    expect(await templateHistory(two.manifestDigest, { store })).toEqual(byName);
+    expect(await templateHistory(one.manifestDigest, { store })).toEqual(byName);
+    await tagTemplate(two.manifestDigest, 'alias:1', {}, { store });
+    const both = await templateHistory(two.manifestDigest, { store });
+    expect(both.find((h) => h.digest === two.manifestDigest)?.tags).toEqual(['alias:1', 'mb:2.0']);
+    expect(both.map((h) => h.digest)).toEqual([two.manifestDigest, moved.manifestDigest, one.manifestDigest]);
+
+    await expect(templateHistory('Bad', { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NAME_INVALID',
+      exitCode: 2,
+    });
+    await expect(templateHistory('mb:', { store })).rejects.toMatchObject({ code: 'TEMPLATE_NAME_INVALID' });
+    await expect(templateHistory('sha256:abc', { store })).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+    await expect(templateHistory('mb:9.9', { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      message: expect.stringContaining('mb:9.9'),
+    });
+    await expect(templateHistory('nothing', { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      message: expect.stringContaining('no template named nothing'),
+    });
+    await expect(templateHistory(`sha256:${'0'.repeat(64)}`, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      message: expect.stringContaining('no template sha256:'),
+    });
+    // A layer blob is in the store but is no template.
+    const layer = (await readTemplate(store, 'mb:2.0')).layers[0]!.digest;
+    await expect(templateHistory(layer, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      message: expect.stringContaining('not a template manifest'),
+    });
+  });
+
+  it('rmi and tag of a template that is not there create no store', async () => {
+    const missing = join(dir, 'typo');
+    await expect(removeTemplate('a:1', { store: missing })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      exitCode: 2,
+    });
+    await expect(removeTemplate(`sha256:${'0'.repeat(64)}`, { store: missing })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+    });
+    await expect(tagTemplate('a:1', 'b:1', {}, { store: missing })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+    });
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it('tag onto an existing tag says to pass --force', async () => {
+    await commit('web', '1.0', 'a');
+    await commit('web', '1.1', 'bb');
+    const error = await tagTemplate('web:1.1', 'web:1.0', {}, { store }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TEMPLATE_EXISTS', exitCode: 2 });
+    expect((error as Error & { hint: string }).hint).toMatch(/--force/);
+    expect((error as Error & { hint: string }).hint).not.toMatch(/--replace|recipe/);
   });
 
   it('stays a valid OCI layout for skopeo with history entries present', async () => {

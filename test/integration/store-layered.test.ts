@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectUpper, materializeParent, snapshotTree } from '../../src/assemble/copy-layer.js';
 import { mountOverlay, mountPoints, unmountOverlay } from '../../src/assemble/overlay.js';
 import { cleanStore } from '../../src/store/clean.js';
+import { checkLayerTree, layerEpochs } from '../../src/store/layer-check.js';
 import { createStagingDir } from '../../src/store/layers.js';
 import { ANNOTATION } from '../../src/store/oci.js';
 import { readTemplate } from '../../src/store/template-query.js';
@@ -118,6 +119,26 @@ describe('layered templates', () => {
       join(top.unpackedPath, 'd'),
     ]);
     expect(xattr).toBe('y');
+  });
+
+  it('each unpacked layer, overlay whiteouts included, archives to its diff_id again (what fsck --repair checks)', async () => {
+    const child = await readTemplate(store, 'child:1');
+    const checks = await Promise.all(
+      child.layers.map((l, i) =>
+        checkLayerTree(l.unpackedPath, l.diffId, {
+          epochs: layerEpochs(child.config, i),
+          overlayUpper: i > 0,
+        }),
+      ),
+    );
+    expect(checks).toEqual(['intact', 'intact']);
+    // The wrong form (the child's upper dir read as a plain tree) does not pass for intact.
+    expect(
+      await checkLayerTree(child.layers[1]!.unpackedPath, child.layers[1]!.diffId, {
+        epochs: [EPOCH],
+        overlayUpper: false,
+      }),
+    ).toBe('unverified');
   });
 
   it('shows the merged tree through a read-only view, and leaves no mount behind', async () => {

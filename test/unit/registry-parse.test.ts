@@ -33,10 +33,23 @@ describe('registry references', () => {
     '127.0.0.1:5000/a:bad/tag',
     `127.0.0.1:5000/a@sha256:${'A'.repeat(64)}`,
     '127.0.0.1:5000/-a',
+    '127.0.0.1:99999/lab/minbase', // port above 65535
+    '127.0.0.1:0/lab/minbase', // port 0
+    'localhost:65536/x:1',
+    '[::1]:70000/x',
+    '999.1.1.1:5000/x', // not an IPv4 address, and not a name either
+    '[zz]:5000/x',
   ])('refuses %s with REGISTRY_REF_INVALID (exit 2)', (ref) => {
     expect(() => parseRegistryRef(ref)).toThrow(
       expect.objectContaining({ code: 'REGISTRY_REF_INVALID', exitCode: 2 }),
     );
+  });
+
+  it('accepts ports 1 to 65535 and says which port is wrong', () => {
+    expect(parseRegistryRef('127.0.0.1:1/x').registry).toBe('127.0.0.1:1');
+    expect(parseRegistryRef('localhost:65535/x').registry).toBe('localhost:65535');
+    expect(parseRegistryRef('[::1]:65535/x').hostname).toBe('::1');
+    expect(() => parseRegistryRef('127.0.0.1:99999/lab/minbase')).toThrow(/port 99999 .* 1 and 65535/);
   });
 
   it('knows the loopback hosts --insecure may reach', () => {
