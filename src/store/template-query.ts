@@ -135,9 +135,10 @@ function notAManifest(ref: string): RootcastError {
 
 /**
  * Resolves `name:version` or a manifest digest. A digest is a template's manifest when
- * `index.json` lists it (tagged or as history) or a listed manifest reaches it (a child's
- * `org.rootcast.parent`, an image index's `manifests`): any other blob (a layer, a config, a
- * lock) is `TEMPLATE_NOT_FOUND`, not a corrupt manifest. A manifest found this way that
+ * `index.json` lists it (tagged or as history), a listed manifest reaches it (a child's
+ * `org.rootcast.parent`, an image index's `manifests`), or it is an unlisted blob that reads
+ * as an image manifest (removed by `rmi`, not yet collected): any other blob (a layer, a
+ * config, a lock) is `TEMPLATE_NOT_FOUND`, not a corrupt manifest. A manifest found this way that
  * does not parse is still reported as corrupt by `readTemplate`.
  */
 export async function resolveTemplate(store: string, ref: string): Promise<ResolvedTemplate> {
@@ -159,8 +160,22 @@ export async function resolveTemplate(store: string, ref: string): Promise<Resol
   const blobs = openBlobStore(store);
   const blobSize = await blobs.size(parsed.digest);
   if (blobSize === undefined) throw notFound(ref);
-  if (!(await reachesManifest(blobs, index, parsed.digest))) throw notAManifest(ref);
+  if (!(await reachesManifest(blobs, index, parsed.digest)) && !(await isManifestBlob(blobs, parsed.digest)))
+    throw notAManifest(ref);
   return { manifestDigest: parsed.digest, manifestSize: blobSize, entries };
+}
+
+/**
+ * Whether an unlisted blob is an image manifest: a template removed with `rmi` stays in the
+ * store until gc, and `rootcast tag <digest> name:version` must be able to bring it back.
+ */
+async function isManifestBlob(blobs: BlobStore, digest: string): Promise<boolean> {
+  try {
+    const doc = JSON.parse((await blobs.read(digest)).toString('utf8')) as { mediaType?: unknown };
+    return doc?.mediaType === MEDIA_TYPE_MANIFEST;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -203,6 +203,10 @@ describe('template versions: history, latest, tag, rmi', () => {
     await expect(removeTemplate(a.manifestDigest, { store })).rejects.toMatchObject({
       code: 'TEMPLATE_NOT_FOUND',
     });
+    // Until gc runs, a removed template can be tagged again by its digest (undoing the rmi).
+    const back = await tagTemplate(b.manifestDigest, 'web:1.0', {}, { store });
+    expect(back).toMatchObject({ digest: b.manifestDigest });
+    expect((await resolveTemplate(store, 'web:1.0')).manifestDigest).toBe(b.manifestDigest);
   });
 
   it('rmi of a digest removes every entry naming it, and the history of the tags removed', async () => {
