@@ -103,13 +103,17 @@ async function cloneSpecs(name: string | undefined, options: CloneOptions) {
   return specs;
 }
 
-/** `rootcast clone TEMPLATE NAME` or, without NAME, a batch (`--count`, `--name`, `--values`). */
+/**
+ * `rootcast clone TEMPLATE NAME` or, without NAME, a batch (`--count`, `--name`, `--values`).
+ * When `signal` aborts, the batch stops between containers, keeps the complete ones it made
+ * (a warning says how many, and which), and throws the signal's reason.
+ */
 export async function clone(
   template: string,
   name: string | undefined,
   options: CloneOptions = {},
 ): Promise<CloneResult> {
-  const { store, now } = createContext(options);
+  const { store, now, reporter, signal } = createContext(options);
   const specs = await cloneSpecs(name, options);
   const gcLock = earlyGcLock(store);
   let details: TemplateDetails;
@@ -124,13 +128,24 @@ export async function clone(
     throw error;
   }
   const { cloneContainers } = await import('../runtime/clone.js');
-  const made = await cloneContainers(store, details, specs, {
-    driver,
-    ...(gcLock ? { gcLock } : {}),
-    ref: template,
-    now,
-    ...(options.onCloned ? { onCloned: (c) => options.onCloned?.({ name: c.name, ms: c.ms }) } : {}),
-  });
+  const done: string[] = [];
+  let made: Awaited<ReturnType<typeof cloneContainers>>;
+  try {
+    made = await cloneContainers(store, details, specs, {
+      driver,
+      ...(gcLock ? { gcLock } : {}),
+      ref: template,
+      now,
+      ...(signal ? { signal } : {}),
+      onCloned: (c) => {
+        done.push(c.name);
+        options.onCloned?.({ name: c.name, ms: c.ms });
+      },
+    });
+  } catch (error) {
+    if (signal?.aborted) reporter.log('warn', interruptedClone(done, specs.length));
+    throw error;
+  }
   return {
     template: details.ref ?? template,
     digest: details.manifestDigest,
@@ -139,16 +154,26 @@ export async function clone(
   };
 }
 
+function interruptedClone(done: readonly string[], total: number): string {
+  if (done.length === 0) return `clone interrupted before any of the ${total} container(s) was made`;
+  const names = done.length === 1 ? done[0] : `${done[0]} … ${done[done.length - 1]}`;
+  return `clone interrupted after ${done.length} of ${total} container(s): the ${done.length} made (${names}) are kept; \`rootcast rm\` them, or clone the rest under other names`;
+}
+
 export interface ContainerInfo {
   name: string;
-  /** The tag it was cloned from, else the manifest digest. */
+  /** The tag it was cloned from, else the manifest digest ('' when the record is damaged). */
   template: string;
   digest: string;
-  driver: DriverName;
+  /** '' when the record is damaged. */
+  driver: DriverName | '';
   created: string;
   hostname: string;
-  state: 'running' | 'stopped';
+  /** `damaged`: its container.json is unusable (see `problem`); `rm --force` removes it. */
+  state: 'running' | 'stopped' | 'damaged';
   disposable: boolean;
+  /** Why a damaged container's record is unusable. */
+  problem?: string;
 }
 
 function infoOf(record: ContainerRecord, running: boolean): ContainerInfo {
@@ -164,32 +189,71 @@ function infoOf(record: ContainerRecord, running: boolean): ContainerInfo {
   };
 }
 
-/** Every container, by name. Removes `run --rm` containers left by a killed run first. */
+/**
+ * Every container, by name, damaged ones (an unusable container.json) included with state
+ * `damaged`. Removes `run --rm` containers left by a killed run first.
+ */
 export async function listContainers(options: ContextOptions = {}): Promise<ContainerInfo[]> {
-  const { store, reporter } = createContext(options);
+  const { store } = createContext(options);
   const { runtimeLayout } = await import('../runtime/paths.js');
-  let { records, problems } = listRecords(store);
+  let { records, damaged } = listRecords(store);
   const abandoned = abandonedDisposables(store, records);
   if (abandoned.length > 0) {
     const swept = new Set(await (await import('../runtime/remove.js')).sweepDisposable(store, abandoned));
     records = records.filter((r) => !swept.has(r.name));
   }
-  for (const p of problems) reporter.log('warn', p);
-  return records.map((r) => infoOf(r, runnerOf(runtimeLayout.container(store, r.name)) !== undefined));
+  const infos = records.map((r) => infoOf(r, runnerOf(runtimeLayout.container(store, r.name)) !== undefined));
+  for (const d of damaged) {
+    infos.push({
+      name: d.name,
+      template: '',
+      digest: '',
+      driver: '',
+      created: '',
+      hostname: '',
+      state: 'damaged',
+      disposable: false,
+      problem: d.problem,
+    });
+  }
+  return infos.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** `rootcast rm NAME…`: every name must exist (checked before any is removed). */
+/**
+ * `rootcast rm NAME…`: every name must exist (checked before any is removed; a name given
+ * twice is removed once). A damaged container is refused unless `force`. When `signal`
+ * aborts, the removal stops between containers (each one is removed whole or not at all), a
+ * warning says which were removed, and the signal's reason is thrown.
+ */
 export async function removeContainers(
   names: readonly string[],
   options: ContextOptions & { force?: boolean } = {},
 ): Promise<{ removed: string[] }> {
-  const { store } = createContext(options);
-  const { removeContainer, sweepDisposable } = await import('../runtime/remove.js');
-  for (const name of names) readRecord(store, name);
+  const { store, reporter, signal } = createContext(options);
+  const { recordToRemove, removeContainer, sweepDisposable } = await import('../runtime/remove.js');
+  const unique = [...new Set(names)];
+  const force = Boolean(options.force);
+  for (const name of unique) recordToRemove(store, name, force);
   const removed: string[] = [];
-  for (const name of names) {
-    await removeContainer(store, name, { force: Boolean(options.force) });
-    removed.push(name);
+  try {
+    for (const name of unique) {
+      if (signal) {
+        await new Promise((resolve) => setImmediate(resolve)); // let a pending signal handler run
+        signal.throwIfAborted();
+      }
+      await removeContainer(store, name, { force });
+      removed.push(name);
+    }
+  } catch (error) {
+    if (signal?.aborted) {
+      const left = unique.slice(removed.length);
+      const shown = left.length > 5 ? `${left.slice(0, 5).join(', ')}, …` : left.join(', ');
+      reporter.log(
+        'warn',
+        `rm interrupted after removing ${removed.length} of ${unique.length} container(s); still there: ${shown}`,
+      );
+    }
+    throw error;
   }
   await sweepDisposable(store);
   return { removed };
@@ -217,9 +281,34 @@ function isTemplateRef(target: string): boolean {
   return target.includes(':');
 }
 
+/** What `run` refuses before anything is cloned or started (all exit 2). */
+async function checkRunOptions(target: string, options: RunOptions): Promise<void> {
+  if (options.workdir !== undefined && !options.workdir.startsWith('/'))
+    throw inputError(
+      'RUN_WORKDIR_INVALID',
+      `working directory ${JSON.stringify(options.workdir)} is not an absolute path`,
+      'Give -w the absolute path of a directory inside the container, e.g. -w /root.',
+    );
+  if (options.driver !== undefined && !isTemplateRef(target))
+    throw inputError(
+      'RUN_ARGS_INVALID',
+      `--driver applies to run --rm TEMPLATE only; container ${target} keeps the driver it was cloned with`,
+      `Leave --driver out, or clone the template again with it: rootcast clone --driver ${options.driver} TEMPLATE NAME.`,
+    );
+  const { ENV_NAME } = await import('../runtime/run-init.js');
+  for (const name of Object.keys(options.env ?? {}))
+    if (!ENV_NAME.test(name))
+      throw inputError(
+        'RUN_ARGS_INVALID',
+        `-e ${JSON.stringify(name)}: not an environment variable name`,
+        'Use letters, digits and _, not starting with a digit.',
+      );
+}
+
 /** `rootcast run [--rm] TEMPLATE|CONTAINER -- CMD…`: see src/runtime/run.ts. */
 export async function run(target: string, options: RunOptions = {}): Promise<RunResult> {
   const { store, now } = createContext(options);
+  await checkRunOptions(target, options);
   const { RELAYED_SIGNALS, startRun } = await import('../runtime/run.js');
   let handle: RunHandle | undefined;
   let cancelled: NodeJS.Signals | undefined;

@@ -9,10 +9,11 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** Decimal digits only: `Number()` would also take `0x3`, `1e3` and ` 2`. */
 function count(value: string): number {
-  const n = Number(value);
+  const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n < 1 || n > 10_000)
-    throw new InvalidArgumentError('expected an integer from 1 to 10000');
+    throw new InvalidArgumentError('expected an integer from 1 to 10000 (decimal digits)');
   return n;
 }
 
@@ -88,8 +89,12 @@ export function registerRuntimeVerbs(program: Command, setExit: (code: number) =
           return;
         }
         for (const c of containers) {
+          const what =
+            c.state === 'damaged'
+              ? `${c.problem ?? 'unusable record'} (rootcast rm --force ${c.name})`
+              : c.template;
           process.stdout.write(
-            `${c.name.padEnd(24)} ${c.state.padEnd(8)} ${c.driver.padEnd(8)} ${c.template}\n`,
+            `${c.name.padEnd(24)} ${c.state.padEnd(8)} ${(c.driver || '-').padEnd(8)} ${what}\n`,
           );
         }
       });
@@ -119,8 +124,8 @@ export function registerRuntimeVerbs(program: Command, setExit: (code: number) =
     .option('--rm', 'remove the container afterwards (a template gets a disposable clone)')
     .option('--network <mode>', 'host (default): the host network; none: an empty network namespace', network)
     .option('-e, --env <key=value>', 'set an environment variable (repeatable)', envPair, {})
-    .option('-w, --workdir <dir>', 'working directory inside the container')
-    .option('--driver <driver>', `${DRIVER_HELP} (with --rm TEMPLATE)`)
+    .option('-w, --workdir <dir>', 'working directory inside the container (absolute)')
+    .option('--driver <driver>', `${DRIVER_HELP} (only with --rm TEMPLATE)`)
     .option('--store <dir>', STORE_HELP)
     .action(
       async (
@@ -149,9 +154,11 @@ export function registerRuntimeVerbs(program: Command, setExit: (code: number) =
               forwardSignals: true,
               ...(flags.rm ? { rm: true } : {}),
               ...(flags.network ? { network: flags.network } : {}),
-              ...(flags.workdir ? { workdir: flags.workdir } : {}),
+              ...(flags.workdir !== undefined ? { workdir: flags.workdir } : {}),
               ...(parseDriverName && flags.driver ? { driver: parseDriverName(flags.driver) } : {}),
             });
+            // After the command's own output, which shares stdout: for `--rm`-style scripting.
+            if (flags.json) printJson(result);
             setExit(result.exitCode);
           },
           'own',

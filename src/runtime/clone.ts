@@ -26,7 +26,10 @@ import type { Values } from './values.js';
  * existing (non-empty) container fails, so two clones racing for a name cannot both win.
  *
  * A batch is all or nothing: when one container fails, the ones this batch made are removed.
- * The batch holds `locks/gc.lock` shared, so gc never sweeps a template being cloned.
+ * Stopping is not failing: when `signal` aborts, the batch stops between two containers (or
+ * drops the one it is making before it becomes visible), keeps the complete containers it
+ * made, and throws the signal's reason. The batch holds `locks/gc.lock` shared, so gc never
+ * sweeps a template being cloned.
  */
 export interface CloneSpec {
   name: string;
@@ -51,6 +54,8 @@ export interface CloneBatchOptions {
   onCloned?: (container: ClonedContainer) => void;
   /** The gc lock, when the caller started taking it early (`lockAgainstGc`); released here. */
   gcLock?: Promise<FileLock>;
+  /** Stops the batch between containers (see the module comment). */
+  signal?: AbortSignal;
 }
 
 /** `locks/gc.lock`, shared: held by clones so gc never sweeps a template being cloned. */
@@ -108,6 +113,8 @@ async function cloneOne(
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
     const made = await options.driver.create(source, staging);
+    // A slow driver (copy) may take seconds: drop this container rather than finish it.
+    options.signal?.throwIfAborted();
     applyCustomization(new LayeredTree(made.upper, made.lowers), plan);
     const config = template.config.config ?? {};
     const record: ContainerRecord = {
@@ -167,13 +174,22 @@ export async function cloneContainers(
     for (const spec of specs) plans.push(await planCustomization(spec.name, spec.values));
     mkdirSync(runtimeLayout.containers(store), { recursive: true });
     for (const [i, spec] of specs.entries()) {
+      if (options.signal) {
+        // An overlay clone never waits for I/O: let a pending signal handler run, then look.
+        await new Promise((resolve) => setImmediate(resolve));
+        options.signal.throwIfAborted();
+      }
       const container = await cloneOne(store, template, source, spec, plans[i]!, options);
       made.push(container);
       options.onCloned?.(container);
     }
     if (!options.disposable) await fsyncDirectory(runtimeLayout.containers(store));
   } catch (error) {
-    if (made.length > 0) {
+    if (options.signal?.aborted) {
+      // Stopped, not failed: the complete containers stay, durably.
+      if (made.length > 0 && !options.disposable)
+        await fsyncDirectory(runtimeLayout.containers(store)).catch(() => {});
+    } else if (made.length > 0) {
       const { removeContainer } = await import('./remove.js');
       for (const c of made) await removeContainer(store, c.name, { force: true }).catch(() => {});
     }

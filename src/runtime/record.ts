@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
-import { inputError, RootcastError } from '../core/errors.js';
-import type { DriverName } from './driver.js';
+import { basename, dirname } from 'node:path';
+import { describeError, inputError, RootcastError } from '../core/errors.js';
+import { DRIVER_NAMES, type DriverName } from './driver.js';
 import { runtimeLayout } from './paths.js';
 
 /**
@@ -89,15 +90,24 @@ export function isProcessRunning(identity: ProcessIdentity): boolean {
 }
 
 function recordInvalid(path: string, what: string, cause?: unknown): RootcastError {
+  const name = basename(dirname(path));
   return new RootcastError({
     code: 'CONTAINER_RECORD_INVALID',
     message: `${path} is not a container record: ${what}`,
-    hint: 'Remove the container with `rootcast rm --force NAME`, then clone it again.',
+    hint: `Remove the container with \`rootcast rm --force ${name}\`, then clone it again.`,
     cause,
+    details: { container: name },
   });
 }
 
-export function parseRecord(text: string, path: string): ContainerRecord {
+const isStrings = (value: unknown): value is string[] =>
+  Array.isArray(value) && value.every((v) => typeof v === 'string');
+
+/**
+ * Parses and checks a record. `name`, when given, is the name of the directory it was read
+ * from: a record naming another container is refused (rm and run act on `record.name`).
+ */
+export function parseRecord(text: string, path: string, name?: string): ContainerRecord {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -106,19 +116,29 @@ export function parseRecord(text: string, path: string): ContainerRecord {
   }
   const r = value as Partial<ContainerRecord> | null;
   if (
-    r?.schema !== 1 ||
+    typeof r !== 'object' ||
+    r === null ||
+    r.schema !== 1 ||
     typeof r.name !== 'string' ||
     typeof r.template?.digest !== 'string' ||
-    !Array.isArray(r.layers) ||
+    !isStrings(r.layers) ||
+    !r.layers.every((d) => /^sha256:[0-9a-f]{64}$/.test(d)) ||
     typeof r.driver !== 'string' ||
-    !r.config
+    !DRIVER_NAMES.includes(r.driver) ||
+    typeof r.hostname !== 'string' ||
+    !isStrings(r.config?.env) ||
+    !isStrings(r.config?.cmd)
   ) {
-    throw recordInvalid(path, 'fields missing');
+    throw recordInvalid(path, 'fields missing or invalid');
   }
+  if (name !== undefined && r.name !== name) throw recordInvalid(path, `it names container ${r.name}`);
   return r as ContainerRecord;
 }
 
-/** Reads one container's record; `CONTAINER_NOT_FOUND` (exit 2) when there is none. */
+/**
+ * Reads one container's record: `CONTAINER_NOT_FOUND` (exit 2) when there is none,
+ * `CONTAINER_RECORD_INVALID` when it cannot be read or is not a record (see `damagedName`).
+ */
 export function readRecord(store: string, name: string): ContainerRecord {
   validateContainerName(name);
   const path = runtimeLayout.record(runtimeLayout.container(store, name));
@@ -127,9 +147,16 @@ export function readRecord(store: string, name: string): ContainerRecord {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw containerNotFound(name);
-    throw error;
+    throw recordInvalid(path, `unreadable (${describeError(error)})`, error);
   }
-  return parseRecord(text, path);
+  return parseRecord(text, path, name);
+}
+
+/** The container a `CONTAINER_RECORD_INVALID` error is about, else undefined. */
+export function damagedName(error: unknown): string | undefined {
+  if (!(error instanceof RootcastError) || error.code !== 'CONTAINER_RECORD_INVALID') return undefined;
+  const name = error.details?.container;
+  return typeof name === 'string' ? name : undefined;
 }
 
 /** Names of the directories under `containers/` (each a complete container). */
@@ -144,20 +171,37 @@ export function containerNames(store: string): string[] {
   }
 }
 
-/** Every container's record, by name; unreadable records are reported, not fatal. */
-export function listRecords(store: string): { records: ContainerRecord[]; problems: string[] } {
+/** A container whose record cannot be read: listed as `damaged`, removable with `rm --force`. */
+export interface DamagedContainer {
+  name: string;
+  /** Why the record is unusable (the error's message). */
+  problem: string;
+}
+
+/**
+ * Every container's record, by name; unreadable records are reported (`problems`, one line
+ * each, and `damaged`), not fatal.
+ */
+export function listRecords(store: string): {
+  records: ContainerRecord[];
+  problems: string[];
+  damaged: DamagedContainer[];
+} {
   const records: ContainerRecord[] = [];
   const problems: string[] = [];
+  const damaged: DamagedContainer[] = [];
   for (const name of containerNames(store)) {
     try {
       records.push(readRecord(store, name));
     } catch (error) {
       // Removed between readdir and read: not a problem.
       if (error instanceof RootcastError && error.code === 'CONTAINER_NOT_FOUND') continue;
-      problems.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+      const problem = error instanceof Error ? error.message : String(error);
+      problems.push(`${name}: ${problem}`);
+      damaged.push({ name, problem });
     }
   }
-  return { records, problems };
+  return { records, problems, damaged };
 }
 
 /**

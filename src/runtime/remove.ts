@@ -4,11 +4,13 @@ import { join } from 'node:path';
 import { fsyncDirectory } from '../core/atomic.js';
 import { RootcastError } from '../core/errors.js';
 import { storeLayout, temporaryName } from '../store/paths.js';
+import { DRIVER_NAMES } from './driver.js';
 import { loadDriver } from './drivers.js';
 import { runtimeLayout } from './paths.js';
 import {
   abandonedDisposables,
   type ContainerRecord,
+  damagedName,
   isProcessRunning,
   listRecords,
   type ProcessIdentity,
@@ -25,6 +27,14 @@ import {
  * A container a `run` is using (its `running` file names a live process) is refused with
  * `CONTAINER_RUNNING`, unless `force`: then that `rootcast run` is killed (SIGKILL), which
  * takes its namespace, and so every process and mount of the container, down with it.
+ *
+ * Anything mounted at or under the container directory in this mount namespace (rootcast
+ * never mounts there, but a user or another tool may have) is unmounted before the directory
+ * moves, so the recursive delete never reaches into another filesystem.
+ *
+ * A container whose record is damaged (not JSON, fields missing) is refused with
+ * `CONTAINER_RECORD_INVALID` unless `force`: its driver is unknown then, so every driver's
+ * `remove` is applied (each frees only what is its own: btrfs a subvolume) before the delete.
  */
 
 async function waitGone(identity: ProcessIdentity, timeoutMs: number): Promise<boolean> {
@@ -36,18 +46,41 @@ async function waitGone(identity: ProcessIdentity, timeoutMs: number): Promise<b
   return true;
 }
 
-/** Removes the directory of `record`, which must no longer be in use. */
-async function removeDirectory(store: string, record: ContainerRecord): Promise<void> {
-  const dir = runtimeLayout.container(store, record.name);
+/**
+ * Removes the directory of container `name`, which must no longer be in use. `record` is
+ * undefined for a damaged container (driver unknown).
+ */
+async function removeDirectory(
+  store: string,
+  name: string,
+  record: ContainerRecord | undefined,
+): Promise<void> {
+  const dir = runtimeLayout.container(store, name);
+  const { unmountBelow } = await import('../assemble/overlay.js');
+  await unmountBelow(dir);
   const doomed = join(storeLayout.tmp(store), temporaryName());
   await mkdir(storeLayout.tmp(store), { recursive: true });
   renameSync(dir, doomed);
-  if (!record.disposable) await fsyncDirectory(runtimeLayout.containers(store));
-  await (await loadDriver(record.driver)).remove(doomed);
+  if (!record?.disposable) await fsyncDirectory(runtimeLayout.containers(store));
+  const drivers = record ? [record.driver] : DRIVER_NAMES;
+  for (const driver of drivers) await (await loadDriver(driver)).remove(doomed);
   await rm(doomed, { recursive: true, force: true });
-  if (record.base !== undefined) {
+  if (record === undefined || record.base !== undefined) {
     const inUse = new Set(listRecords(store).records.flatMap((r) => (r.base ? [r.base] : [])));
     await (await import('./driver-btrfs.js')).pruneBtrfsBases(store, inUse);
+  }
+}
+
+/**
+ * Reads the record of the container `rm` is about to remove: undefined when it is damaged and
+ * `force` is given (see the module comment); throws otherwise.
+ */
+export function recordToRemove(store: string, name: string, force: boolean): ContainerRecord | undefined {
+  try {
+    return readRecord(store, name);
+  } catch (error) {
+    if (force && damagedName(error) === name) return undefined;
+    throw error;
   }
 }
 
@@ -56,7 +89,7 @@ export async function removeContainer(
   name: string,
   options: { force?: boolean } = {},
 ): Promise<void> {
-  const record = readRecord(store, name);
+  const record = recordToRemove(store, name, Boolean(options.force));
   const dir = runtimeLayout.container(store, name);
   const runner = runnerOf(dir);
   if (runner && runner.pid !== process.pid) {
@@ -77,7 +110,7 @@ export async function removeContainer(
       });
     }
   }
-  await removeDirectory(store, record);
+  await removeDirectory(store, name, record);
 }
 
 /**
@@ -91,7 +124,7 @@ export async function sweepDisposable(
   const swept: string[] = [];
   for (const record of abandonedDisposables(store, records)) {
     try {
-      await removeDirectory(store, record);
+      await removeDirectory(store, record.name, record);
       swept.push(record.name);
     } catch (error) {
       // Another command swept it first.

@@ -21,13 +21,19 @@ import type { MountPlan } from './driver.js';
  * and stdin is handed over through fd 4. When the command ends, the script
  * exits with its status (128 + n for a signal), and the kernel tears the namespaces down:
  * every remaining process is killed and every mount is gone, whatever happened.
+ *
+ * Environment: the script and the host tools it runs see only `PATH` (the host's) and
+ * `ROOTCAST_RUN_ENV`, the command's environment as `export NAME='value'` lines (see
+ * `exportLines`). The command is started from a subshell that unsets those (and the `PWD`
+ * and `OLDPWD` the shell itself exports) and evaluates the lines: the command gets exactly
+ * the environment rootcast chose, whatever names it uses (one of the script's own variables,
+ * `PWD`), and no host value (`LD_PRELOAD` from `-e` never reaches `mount` or `cp` either).
  */
 export const RUN_INIT_SCRIPT = `set -eu
 r=$1 layers=$2 lowers=$3 up=$4 wk=$5 h=$6 wd=$7 net=$8 dev=$9; shift 9
-tty=$1 fwd=$2 hp=$3; shift 3
-cpath=$PATH; PATH=$hp
+tty=$1 fwd=$2; shift 2
 if [ -n "$lowers" ]; then
-  cd "$layers"; mount -t overlay overlay -o "lowerdir=$lowers,upperdir=$up,workdir=$wk" "$r"; cd /
+  (cd "$layers" && mount -t overlay overlay -o "lowerdir=$lowers,upperdir=$up,workdir=$wk" "$r")
 fi
 for d in proc sys dev; do
   if [ -L "$r/$d" ] || [ ! -d "$r/$d" ]; then echo "rootcast: /$d is not a directory in the container" >&2; exit 125; fi
@@ -52,9 +58,13 @@ c= p=
 f() { if [ -n "$c" ]; then kill -s "$1" "$c" 2>/dev/null || :; else p=$1; fi; }
 trap 'f TERM' TERM; trap 'f HUP' HUP; trap 'f USR1' USR1; trap 'f USR2' USR2
 if [ "$fwd" = all ]; then trap 'f INT' INT; trap 'f QUIT' QUIT; else trap : INT QUIT; fi
-PATH=$cpath
 exec 4<&0
-"$e" --default-signal=INT,QUIT "$u" --root="$r" --wd="$wd" -- "$@" <&4 4<&- &
+(
+  set -- "$ROOTCAST_RUN_ENV" "$e" --default-signal=INT,QUIT "$u" --root="$r" --wd="$wd" -- "$@"
+  unset ROOTCAST_RUN_ENV PATH PWD OLDPWD
+  eval "$1"; shift
+  exec "$@"
+) <&4 4<&- &
 exec 4<&-
 c=$!
 if [ -n "$p" ]; then kill -s "$p" "$c" 2>/dev/null || :; fi
@@ -64,6 +74,20 @@ while :; do
 done
 exit "$s"
 `;
+
+/** Names a POSIX shell can export; others cannot be passed through the init script. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Pure: the command's environment as `export NAME='value'` lines for the init script's
+ * `eval` (single quotes, `'` written as `'\''`). Names `ENV_NAME` rejects are left out.
+ */
+export function exportLines(env: Record<string, string>): string {
+  return Object.entries(env)
+    .filter(([name]) => ENV_NAME.test(name))
+    .map(([name, value]) => `export ${name}='${value.replaceAll("'", "'\\''")}'`)
+    .join('\n');
+}
 
 export interface InitArguments {
   plan: MountPlan;
@@ -77,8 +101,6 @@ export interface InitArguments {
   tty: string;
   /** 'all': INT and QUIT are relayed too (no terminal sends them to the command itself). */
   forward: 'all' | 'term';
-  /** PATH for the host tools the script runs. */
-  hostPath: string;
   argv: readonly string[];
 }
 
@@ -89,16 +111,5 @@ export function initArguments(a: InitArguments): string[] {
     p.kind === 'overlay'
       ? [a.layersDir, p.lowers.map((l) => l.slice(l.lastIndexOf('/') + 1)).join(':'), p.upper, p.work]
       : ['', '', '', ''];
-  return [
-    p.rootfs,
-    ...overlay,
-    a.hostname,
-    a.workdir,
-    a.network,
-    a.devSkeleton,
-    a.tty,
-    a.forward,
-    a.hostPath,
-    ...a.argv,
-  ];
+  return [p.rootfs, ...overlay, a.hostname, a.workdir, a.network, a.devSkeleton, a.tty, a.forward, ...a.argv];
 }

@@ -21,12 +21,14 @@ import { join } from 'node:path';
 import { isolatedNamespaceArgs } from '../assemble/namespaces.js';
 import { hasNativeCalls, nativeCalls } from '../assemble/native.js';
 import { sha256Hex } from '../core/digest.js';
-import { describeError, RootcastError } from '../core/errors.js';
+import { describeError, inputError, RootcastError } from '../core/errors.js';
 import { storeLayout, temporaryName } from '../store/paths.js';
+import type { MountPlan } from './driver.js';
 import { loadDriver } from './drivers.js';
+import { LayeredTree } from './layered-tree.js';
 import { runtimeLayout } from './paths.js';
 import { type ContainerRecord, currentProcess, isProcessRunning } from './record.js';
-import { initArguments, RUN_INIT_SCRIPT } from './run-init.js';
+import { exportLines, initArguments, RUN_INIT_SCRIPT } from './run-init.js';
 
 /**
  * Running a command in a container: `setpriv --pdeathsig KILL -- unshare --mount --pid --ipc
@@ -54,7 +56,7 @@ export interface RunRequest {
   argv?: readonly string[];
   /** Added to the template's environment (`-e K=V`). */
   env?: Record<string, string>;
-  /** Working directory inside the container; default the template's, else `/`. */
+  /** Working directory inside the container, absolute; default the template's, else `/`. */
   workdir?: string;
   /** `host` (default) shares the host's network; `none` gives an empty network namespace. */
   network?: 'host' | 'none';
@@ -185,6 +187,55 @@ function environment(
   return { ...env, ...extra };
 }
 
+/**
+ * `CLONE_LAYER_MISSING` when an overlay container's template layers are not all in the store
+ * (removed by `fsck --repair`, say): mount would only say "special device overlay does not
+ * exist". Tree containers (copy, reflink, btrfs) own their whole tree and need no layer.
+ */
+function checkLayers(store: string, record: ContainerRecord, plan: MountPlan): void {
+  if (plan.kind !== 'overlay') return;
+  const missing = record.layers.filter((diffId) => !existsSync(storeLayout.layer(store, diffId)));
+  if (missing.length === 0) return;
+  const template = record.template.ref ?? record.template.digest;
+  throw new RootcastError({
+    code: 'CLONE_LAYER_MISSING',
+    message: `container ${record.name} cannot run: ${missing.length} layer(s) of its template ${template} are missing from the store`,
+    hint: `Rebuild or pull ${template} again so its layers are unpacked (\`rootcast fsck\` lists what is missing); the container's own changes are kept.`,
+    details: { container: record.name, template, diffIds: missing },
+  });
+}
+
+/** What the kernel mounts over the tree at run time: not checked against the template's files. */
+const RUNTIME_MOUNTS = new Set(['proc', 'sys', 'dev']);
+
+/**
+ * `RUN_WORKDIR_MISSING` (exit 2) when the working directory is not a directory in the
+ * container. It is resolved in the container's own view (symlinks inside the tree, never on
+ * the host; overlay layers and whiteouts applied), before anything is mounted. Paths under
+ * /proc, /sys and /dev are left to the run (they are mounted then).
+ */
+function checkWorkdir(record: ContainerRecord, plan: MountPlan, workdir: string, fromImage: boolean): void {
+  const view =
+    plan.kind === 'overlay' ? new LayeredTree(plan.upper, plan.lowers) : new LayeredTree(plan.rootfs, []);
+  let resolved: string | undefined;
+  try {
+    resolved = view.resolve(workdir);
+  } catch {
+    resolved = undefined; // a symlink loop
+  }
+  if (resolved !== undefined) {
+    if (RUNTIME_MOUNTS.has(resolved.split('/')[0]!)) return;
+    if (view.lookup(resolved)?.stats.isDirectory()) return;
+  }
+  throw inputError(
+    'RUN_WORKDIR_MISSING',
+    `${workdir} is not a directory in container ${record.name}${fromImage ? " (the template's WorkingDir)" : ''}`,
+    record.disposable
+      ? 'Pass -w with a directory the template has.'
+      : `Pass -w with a directory that exists, or create it first: rootcast run ${record.name} -- mkdir -p ${workdir}.`,
+  );
+}
+
 /** Starts `request` in the container of `record`; the container must exist in `store`. */
 export async function startRun(
   store: string,
@@ -194,6 +245,9 @@ export async function startRun(
   const dir = runtimeLayout.container(store, record.name);
   const source = { store, layers: record.layers.map((d) => storeLayout.layer(store, d)) };
   const plan = (await loadDriver(record.driver)).mountPlan(source, dir);
+  checkLayers(store, record, plan);
+  const workdir = request.workdir ?? record.config.workingDir ?? '/';
+  checkWorkdir(record, plan, workdir, request.workdir === undefined);
   const devSkeleton = ensureDevSkeleton(store);
   const release = claim(dir, record.name);
   const terminal = Boolean(process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY);
@@ -220,17 +274,20 @@ export async function startRun(
       plan,
       layersDir: storeLayout.layers(store),
       hostname: record.hostname,
-      workdir: request.workdir ?? record.config.workingDir ?? '/',
+      workdir,
       network,
       devSkeleton,
       tty,
       forward: terminal ? 'term' : 'all',
-      hostPath: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       argv,
     }),
   ];
   const child = spawn('setpriv', args, {
-    env: environment(record, request.env ?? {}, terminal),
+    // The host tools see only the host's PATH; the command gets exactly its own environment.
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      ROOTCAST_RUN_ENV: exportLines(environment(record, request.env ?? {}, terminal)),
+    },
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
   });
   let ready = false;

@@ -42,12 +42,24 @@ export function parseSetValues(pairs: readonly string[]): Values {
   return out;
 }
 
-/** RFC 4180 CSV: a header row, then one object per row (quotes, doubled quotes, CRLF). */
+/**
+ * RFC 4180 CSV: a header row, then one object per row (quotes, doubled quotes, CRLF; blank
+ * lines skipped). Every row has exactly the header's number of fields, and header names are
+ * distinct: anything else is `VALUES_FILE_INVALID` naming the line.
+ */
 export function parseCsv(text: string, file = 'values'): Values[] {
-  const rows: string[][] = [];
+  const rows: { fields: string[]; line: number }[] = [];
   let row: string[] = [];
   let field = '';
   let quoted = false;
+  let line = 1;
+  let rowLine = 1;
+  const endRow = () => {
+    row.push(field);
+    field = '';
+    if (row.some((f) => f !== '')) rows.push({ fields: row, line: rowLine });
+    row = [];
+  };
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   for (; i < text.length; i++) {
     const c = text[i]!;
@@ -56,40 +68,50 @@ export function parseCsv(text: string, file = 'values'): Values[] {
         field += '"';
         i++;
       } else if (c === '"') quoted = false;
-      else field += c;
+      else {
+        if (c === '\n' || (c === '\r' && text[i + 1] !== '\n')) line++;
+        field += c;
+      }
     } else if (c === '"' && field === '') quoted = true;
     else if (c === ',') {
       row.push(field);
       field = '';
     } else if (c === '\n' || c === '\r') {
       if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      field = '';
-      if (row.some((f) => f !== '')) rows.push(row);
-      row = [];
+      endRow();
+      line++;
+      rowLine = line;
     } else field += c;
   }
   if (quoted)
     throw inputError(
       'VALUES_FILE_INVALID',
-      `${file}: a quoted CSV field is not closed`,
+      `${file}: line ${rowLine}: a quoted CSV field is not closed`,
       'Close every " in the file.',
     );
-  row.push(field);
-  if (row.some((f) => f !== '')) rows.push(row);
+  endRow();
   const [header, ...data] = rows;
   if (!header) return [];
-  const keys = header.map((h) => h.trim());
-  return data.map((r, n) => {
-    if (r.length > keys.length)
+  const keys = header.fields.map((h) => h.trim());
+  for (const [k, key] of keys.entries())
+    if (key !== '' && keys.indexOf(key) !== k)
       throw inputError(
         'VALUES_FILE_INVALID',
-        `${file}: row ${n + 2} has more fields than the header`,
-        'Quote fields that contain commas.',
+        `${file}: line ${header.line}: the header names column ${JSON.stringify(key)} twice`,
+        'Give every column its own name.',
+      );
+  return data.map(({ fields, line: at }) => {
+    if (fields.length !== keys.length)
+      throw inputError(
+        'VALUES_FILE_INVALID',
+        `${file}: line ${at} has ${fields.length} field(s), the header ${keys.length}`,
+        fields.length > keys.length
+          ? 'Quote fields that contain commas.'
+          : 'Give every row all the columns (an empty field is written as nothing between two commas).',
       );
     const out: Values = {};
     for (const [k, key] of keys.entries())
-      if (key !== '' && r[k] !== undefined && r[k] !== '') out[key] = r[k];
+      if (key !== '' && fields[k] !== undefined && fields[k] !== '') out[key] = fields[k];
     return out;
   });
 }
@@ -195,9 +217,13 @@ function userOf(v: Values): UserSpec {
   };
 }
 
+/** The flat columns that describe the account named by `user`. */
+const ACCOUNT_KEYS = ['password_hash', 'ssh_key', 'ssh_keys', 'groups', 'uid', 'shell'] as const;
+
 /**
  * The accounts a container's values ask for: a `users` list of objects, and/or the flat
  * columns `user`, `password_hash`, `ssh_key`, `groups`, `uid`, `shell` (one user per CSV row).
+ * An account column without `user` is refused (`CLONE_VALUE_INVALID`), not dropped.
  */
 export function usersOf(values: Values): UserSpec[] {
   const out: UserSpec[] = [];
@@ -213,5 +239,17 @@ export function usersOf(values: Values): UserSpec[] {
     }
   }
   if (text(values.user)) out.push(userOf({ ...values, name: values.user }));
+  else {
+    const orphans = ACCOUNT_KEYS.filter((k) => {
+      const v = values[k];
+      return Array.isArray(v) ? v.length > 0 : text(v) !== undefined;
+    });
+    if (orphans.length > 0)
+      throw inputError(
+        'CLONE_VALUE_INVALID',
+        `the values set ${orphans.join(', ')} but no user, so they would apply to nobody`,
+        'Add the user they are for (a user column, or --set user=NAME; user=root for root).',
+      );
+  }
   return out;
 }

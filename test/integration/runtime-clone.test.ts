@@ -187,6 +187,79 @@ describe('clone', () => {
     expect(parseCsv('a,b\r\n"x, ""y""",2\n\n3,\n')).toEqual([{ a: 'x, "y"', b: '2' }, { a: '3' }]);
   });
 
+  it('refuses a CSV with a repeated column or a short row, naming the line', async () => {
+    const refused = (text: string) => {
+      try {
+        parseCsv(text, 'v.csv');
+      } catch (error) {
+        if (error instanceof RootcastError) return `${error.code}: ${error.message}`;
+        throw error;
+      }
+      return 'no error';
+    };
+    expect(refused('user,user\nalice,bob\n')).toBe(
+      'VALUES_FILE_INVALID: v.csv: line 1: the header names column "user" twice',
+    );
+    expect(refused('user, user ,x\na,b,c\n')).toMatch(/^VALUES_FILE_INVALID: .*"user" twice$/);
+    // Blank lines and a quoted field spanning lines still count.
+    expect(refused('user,motd\n\n"a","two\nlines"\n\nbob\n')).toBe(
+      'VALUES_FILE_INVALID: v.csv: line 6 has 1 field(s), the header 2',
+    );
+    expect(refused('a,b\r\n1,2,3\r\n')).toBe(
+      'VALUES_FILE_INVALID: v.csv: line 2 has 3 field(s), the header 2',
+    );
+    const csv = join(dir.path, 'short.csv');
+    writeFileSync(csv, 'user,ssh_key\nalice\n');
+    expect(
+      await code(clone('ssh:1.0', undefined, { store, namePattern: 's{{index}}', valuesFile: csv })),
+    ).toBe('VALUES_FILE_INVALID');
+  });
+
+  it('refuses account values without a user instead of dropping them', async () => {
+    expect(await code(clone('ssh:1.0', 'k1', { store, set: [`ssh_key=${KEY}`] }))).toBe(
+      'CLONE_VALUE_INVALID',
+    );
+    const csv = join(dir.path, 'keys.csv');
+    writeFileSync(csv, `user,ssh_key\nalice,${KEY}\n,${KEY}\n`);
+    expect(
+      await code(clone('ssh:1.0', undefined, { store, namePattern: 'u{{index}}', valuesFile: csv })),
+    ).toBe('CLONE_VALUE_INVALID');
+    expect(await listContainers({ store })).toEqual([]);
+  });
+
+  it('stops a batch when its signal aborts: complete containers kept, the reason thrown', async () => {
+    const controller = new AbortController();
+    const reason = new RootcastError({ code: 'ABORTED', message: 'stop', hint: 'test' });
+    const warnings: string[] = [];
+    const reporter = {
+      log: (level: string, message: string) => {
+        if (level === 'warn') warnings.push(message);
+      },
+      task: () => ({ advance() {}, setTotal() {}, finish() {} }),
+    };
+    const batch = clone('ssh:1.0', undefined, {
+      store,
+      reporter,
+      namePattern: 'a{{index}}',
+      count: 50,
+      signal: controller.signal,
+      onCloned: (c) => {
+        if (c.name === 'a3') controller.abort(reason);
+      },
+    });
+    await expect(batch).rejects.toBe(reason);
+    expect((await listContainers({ store })).map((c) => c.name)).toEqual(['a1', 'a2', 'a3']);
+    expect(warnings).toEqual([
+      'clone interrupted after 3 of 50 container(s): the 3 made (a1 … a3) are kept; `rootcast rm` them, or clone the rest under other names',
+    ]);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    await expect(removeContainers(['a1', 'a2', 'a3'], { store, signal: controller.signal })).rejects.toBe(
+      reason,
+    );
+    expect((await listContainers({ store })).map((c) => c.name)).toEqual(['a1', 'a2', 'a3']);
+    await removeContainers(['a1', 'a2', 'a3'], { store });
+  });
+
   it('keeps a template a container uses from rmi and gc', async () => {
     await makeTemplate({ store, name: 'kept', build: installHostTools });
     const details = await readTemplate(store, 'kept:1.0');

@@ -108,6 +108,25 @@ describe('run', () => {
       'urandom',
       'zero',
     ]);
+    // Exactly the documented environment: nothing of the host or the init script (OLDPWD,
+    // PWD, its own variables, whose names -e may reuse).
+    const environ = await runIt('box', {
+      argv: ['/usr/bin/cat', '/proc/self/environ'],
+      env: { GREETING: 'hi', dev: 'mine', r: "it's" },
+      workdir: '/tmp',
+    });
+    expect(environ.code).toBe(0);
+    expect(environ.stdout.split('\0').filter(Boolean).sort()).toEqual([
+      'GREETING=hi',
+      'HOME=/root',
+      'HOSTNAME=box',
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'container=rootcast',
+      'dev=mine',
+      "r=it's",
+    ]);
+    const pwd = await runIt('box', { argv: ['/usr/bin/cat', '/proc/self/environ'], env: { PWD: '/set' } });
+    expect(pwd.stdout.split('\0')).toContain('PWD=/set');
     const none = await runIt('box', { argv: ['/bin/cat', '/proc/net/dev'], network: 'none' });
     expect(
       none.stdout
