@@ -60,7 +60,7 @@ export function watchInterrupts(): InterruptWatch {
       new RootcastError({
         code: 'ABORTED',
         message: `interrupted by ${name}`,
-        hint: 'Nothing half-written was kept; run the command again to start over.',
+        hint: 'Nothing half-written was kept; work finished before the signal stays (a warning above says what).',
       }),
     );
     timer = setTimeout(() => dieBy(name), GRACE_MS);
