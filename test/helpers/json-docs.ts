@@ -13,7 +13,10 @@ export function documentedFields(verb: string, table = 0): { required: string[];
   let current: string[] | undefined;
   for (const line of section.split('\n')) {
     if (line.startsWith('| `')) {
-      if (current === undefined) tables.push((current = []));
+      if (current === undefined) {
+        current = [];
+        tables.push(current);
+      }
       current.push(line);
     } else if (!line.startsWith('|')) current = undefined;
   }
