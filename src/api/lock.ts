@@ -36,6 +36,8 @@ export interface LockResult {
   written: boolean;
   /** Whether there was no usable lock before (none, or a corrupt one that `update` replaced). */
   created: boolean;
+  /** Whether a corrupt lock was replaced (`update` only; `created` is then true too). */
+  replaced?: boolean;
   changes: LockChanges;
   seconds: { indexes: number; resolve: number };
   /** Every variable the recipe used, with its value and where it came from (`--set`, env, apt, recipe). */
@@ -60,7 +62,7 @@ async function lockLoaded(
   options: LockOptions,
 ): Promise<Omit<LockResult, 'variables'>> {
   const path = lockPathFor(loaded.path);
-  const existing = await readOrReplaceLock(path, loaded, ctx, options);
+  const { lock: existing, replaced } = await readOrReplaceLock(path, loaded, ctx, options);
   const base = await parentOf(loaded, ctx, options);
   const reasons = existing ? lockMismatches(existing, loaded, base?.lockParent) : ['there is no lock yet'];
 
@@ -86,6 +88,7 @@ async function lockLoaded(
     status: 'resolved',
     written,
     created: existing === undefined,
+    ...(replaced ? { replaced } : {}),
     changes: diffLocks(existing, fresh),
     seconds,
   };
@@ -167,14 +170,14 @@ async function readOrReplaceLock(
   loaded: LoadedRecipe,
   ctx: Context,
   options: LockOptions,
-): Promise<LockFile | undefined> {
+): Promise<{ lock: LockFile | undefined; replaced: boolean }> {
   try {
-    return await readLock(path, { recipe: loaded.path });
+    return { lock: await readLock(path, { recipe: loaded.path }), replaced: false };
   } catch (error) {
     const problem = lockProblemOf(error);
     if (!options.update || options.frozen || (problem !== 'json' && problem !== 'schema')) throw error;
     ctx.reporter.log('warn', `${(error as Error).message}; replacing it with a freshly resolved lock`);
-    return undefined;
+    return { lock: undefined, replaced: true };
   }
 }
 

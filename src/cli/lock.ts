@@ -50,7 +50,13 @@ export function registerLock(program: Command, setExit: (code: number) => void):
       }
       for (const p of changes.removed) process.stdout.write(`  - ${p.name} ${p.version}\n`);
       for (const p of changes.changed) process.stdout.write(`  ~ ${p.name} ${p.from} → ${p.to}\n`);
-      const verb = result.created ? 'created' : result.written ? 'updated' : 'unchanged';
+      const verb = result.replaced
+        ? 'replaced'
+        : result.created
+          ? 'created'
+          : result.written
+            ? 'updated'
+            : 'unchanged';
       process.stdout.write(
         `${result.path}: ${verb}, ${count} packages (resolved in ${result.seconds.resolve.toFixed(2)} s)\n`,
       );

@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { canonicalJson } from '../core/canonical-json.js';
 import { sha256Digest } from '../core/digest.js';
@@ -179,6 +180,20 @@ async function withAbsoluteKeyrings(
         'RECIPE_KEYRING_MISSING',
         `sources[${i}].keyring: ${info ? 'not a file' : 'no such file'}: ${keyring}`,
         "Install the keyring (debian-archive-keyring for Debian) or fix the path; relative paths start at the recipe's directory.",
+      );
+    }
+    // Read access now, not after the first request to the mirror (root reads anything; a
+    // build run as another user may not).
+    const denied = await access(keyring, fsConstants.R_OK).then(
+      () => undefined,
+      (error: NodeJS.ErrnoException) => error.code ?? 'EIO',
+    );
+    if (denied !== undefined) {
+      throw document.errorAt(
+        ['sources', i, 'keyring'],
+        'KEYRING_UNREADABLE',
+        `sources[${i}].keyring: cannot be read (${denied === 'EACCES' ? 'permission denied' : denied}): ${keyring}`,
+        'Make the keyring readable by the user running rootcast (chmod a+r), or point the recipe at a copy it can read.',
       );
     }
     sources.push({ ...source, keyring });

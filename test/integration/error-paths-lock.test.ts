@@ -112,6 +112,7 @@ describe('lock files and keyrings on the command line', () => {
       expect(result.stderr).toMatch(
         new RegExp(`^warning: ${lockPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not .*; replacing it`, 'm'),
       );
+      expect(result.stdout).toMatch(/: replaced, \d+ packages/);
       const lock = JSON.parse(await readFile(lockPath, 'utf8')) as {
         lockVersion: number;
         packages: unknown[];
@@ -166,10 +167,17 @@ describe('lock files and keyrings on the command line', () => {
             ],
             { env: { ...process.env, HOME: shared }, cwd: shared },
           );
+        server.resetCounts();
         const result = await asNobody('lock', path);
         expect(result.code, result.stderr).toBe(2);
         const { message, hint } = errorLines(result);
-        expect(message).toBe(`keyring ${keyring} cannot be read: permission denied`);
+        // Found while the recipe is read, at the keyring's line, before any request to the mirror.
+        expect(message).toMatch(
+          new RegExp(
+            `^${path}:\\d+:\\d+: sources\\[0\\]\\.keyring: cannot be read \\(permission denied\\): ${keyring}$`,
+          ),
+        );
+        expect(server.total()).toBe(0);
         expect(hint).toMatch(/readable/);
         expect(hint).not.toMatch(/OpenPGP keyring \(binary/);
         const json = await asNobody('lock', path, '--json');
