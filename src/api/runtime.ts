@@ -309,7 +309,7 @@ async function checkRunOptions(target: string, options: RunOptions): Promise<voi
 export async function run(target: string, options: RunOptions = {}): Promise<RunResult> {
   const { store, now } = createContext(options);
   await checkRunOptions(target, options);
-  const { RELAYED_SIGNALS, startRun } = await import('../runtime/run.js');
+  const { checkTemplateRun, RELAYED_SIGNALS, startRun } = await import('../runtime/run.js');
   let handle: RunHandle | undefined;
   let cancelled: NodeJS.Signals | undefined;
   const relay = (signal: NodeJS.Signals) => {
@@ -318,7 +318,11 @@ export async function run(target: string, options: RunOptions = {}): Promise<Run
   };
   if (options.forwardSignals) for (const s of RELAYED_SIGNALS) process.on(s, relay);
   let record: ContainerRecord | undefined;
+  // `--rm` removes a container this run cloned (whatever happens), or one that already
+  // existed only once its command has run: a run refused or failed before (a missing working
+  // directory or layer, a setup failure, a signal while starting) leaves the user's container.
   let made = false;
+  let ran = false;
   try {
     if (isTemplateRef(target)) {
       if (!options.rm)
@@ -335,6 +339,23 @@ export async function run(target: string, options: RunOptions = {}): Promise<Run
       let driver: CloneDriver;
       try {
         details = await readTemplate(store, target);
+        // What would refuse the run is refused before the disposable clone is made. (With a
+        // layer missing, the clone reports CLONE_LAYER_MISSING.)
+        if (details.layers.every((l) => l.unpacked && existsSync(l.unpackedPath))) {
+          const config = details.config.config ?? {};
+          checkTemplateRun(
+            {
+              name: target,
+              layers: details.layers.map((l) => l.unpackedPath),
+              config: {
+                env: config.Env ?? [],
+                cmd: config.Cmd ?? ['/bin/sh'],
+                ...(config.WorkingDir ? { workingDir: config.WorkingDir } : {}),
+              },
+            },
+            options,
+          );
+        }
         driver = await chooseDriver(store, options.driver ?? 'auto');
       } catch (error) {
         await gcLock?.then((l) => l.release()).catch(() => {});
@@ -362,11 +383,12 @@ export async function run(target: string, options: RunOptions = {}): Promise<Run
     if (cancelled) exitCode = 128 + (osConstants.signals[cancelled] ?? 0);
     else {
       handle = await startRun(store, record, options);
-      exitCode = await handle.done;
+      exitCode = await handle.done; // resolves only once the setup is done and the command started
+      ran = true;
     }
-    return { container: record.name, exitCode, removed: Boolean(options.rm) };
+    return { container: record.name, exitCode, removed: made || (Boolean(options.rm) && ran) };
   } finally {
-    if (record && (options.rm || made)) {
+    if (record && (made || (options.rm && ran))) {
       const { removeContainer } = await import('../runtime/remove.js');
       await removeContainer(store, record.name);
     }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { RootcastError } from '../core/errors.js';
 
@@ -98,9 +98,14 @@ export async function mountPoints(): Promise<string[]> {
     );
 }
 
-/** Unmounts every mount point at or below `dir` (deepest first), before the directory is removed. */
+/**
+ * Unmounts every mount point at or below `dir` (deepest first), before the directory is removed.
+ * /proc/self/mountinfo names mount points by their real paths, so `dir` is compared by its
+ * realpath (a store reached through a symlink would otherwise match nothing). A caller that
+ * must not follow a symlink at `dir` itself checks it first (rm does).
+ */
 export async function unmountBelow(path: string): Promise<string[]> {
-  const dir = resolve(path);
+  const dir = await realpath(path).catch(() => resolve(path));
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   const below = (await mountPoints()).filter((p) => p === dir || p.startsWith(prefix));
   below.sort((a, b) => b.length - a.length);

@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, renameSync } from 'node:fs';
+import { lstatSync, readdirSync, renameSync, statfsSync } from 'node:fs';
 import { mkdir, statfs } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { sha256Hex } from '../core/digest.js';
@@ -25,9 +25,18 @@ const SUBVOLUME_ROOT_INO = 256;
 
 const failed = { code: 'CLONE_BTRFS_FAILED', hint: 'Check that the store is on btrfs and has free space.' };
 
+/**
+ * A btrfs subvolume's root: a real directory (not a symlink) with inode 256 on btrfs. The
+ * inode alone is not enough: any other filesystem may number a plain directory 256.
+ */
 function isSubvolume(path: string): boolean {
   const stats = lstatSync(path, { throwIfNoEntry: false });
-  return stats?.isDirectory() === true && stats.ino === SUBVOLUME_ROOT_INO;
+  if (stats?.isDirectory() !== true || stats.ino !== SUBVOLUME_ROOT_INO) return false;
+  try {
+    return statfsSync(path).type === BTRFS_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 async function deleteSubvolume(path: string): Promise<void> {

@@ -1,4 +1,4 @@
-import { renameSync } from 'node:fs';
+import { lstatSync, renameSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDirectory } from '../core/atomic.js';
@@ -35,6 +35,10 @@ import {
  * A container whose record is damaged (not JSON, fields missing) is refused with
  * `CONTAINER_RECORD_INVALID` unless `force`: its driver is unknown then, so every driver's
  * `remove` is applied (each frees only what is its own: btrfs a subvolume) before the delete.
+ *
+ * `containers/<name>` must be a real directory: a symlink (or anything else) there is refused
+ * with `CONTAINER_NOT_DIRECTORY` before anything is unmounted or removed, since unmounting
+ * below it and the drivers' `remove` (btrfs) would act on whatever it points to.
  */
 
 async function waitGone(identity: ProcessIdentity, timeoutMs: number): Promise<boolean> {
@@ -56,6 +60,7 @@ async function removeDirectory(
   record: ContainerRecord | undefined,
 ): Promise<void> {
   const dir = runtimeLayout.container(store, name);
+  checkDirectory(dir);
   const { unmountBelow } = await import('../assemble/overlay.js');
   await unmountBelow(dir);
   const doomed = join(storeLayout.tmp(store), temporaryName());
@@ -71,17 +76,31 @@ async function removeDirectory(
   }
 }
 
+/** `CONTAINER_NOT_DIRECTORY` unless `dir` is a real directory (see the module comment). */
+function checkDirectory(dir: string): void {
+  if (lstatSync(dir).isDirectory()) return;
+  throw new RootcastError({
+    code: 'CONTAINER_NOT_DIRECTORY',
+    message: `${dir} is not a directory (a symlink or another file), so it is not a container rootcast made; nothing was removed`,
+    hint: 'Look at what it is (ls -l), then remove it by hand (rm, not rm -r, for a symlink).',
+    details: { path: dir },
+  });
+}
+
 /**
  * Reads the record of the container `rm` is about to remove: undefined when it is damaged and
- * `force` is given (see the module comment); throws otherwise.
+ * `force` is given (see the module comment); throws otherwise, and for a `containers/<name>`
+ * that is not a real directory.
  */
 export function recordToRemove(store: string, name: string, force: boolean): ContainerRecord | undefined {
+  let record: ContainerRecord | undefined;
   try {
-    return readRecord(store, name);
+    record = readRecord(store, name);
   } catch (error) {
-    if (force && damagedName(error) === name) return undefined;
-    throw error;
+    if (!force || damagedName(error) !== name) throw error;
   }
+  checkDirectory(runtimeLayout.container(store, name));
+  return record;
 }
 
 export async function removeContainer(
@@ -127,8 +146,9 @@ export async function sweepDisposable(
       await removeDirectory(store, record.name, record);
       swept.push(record.name);
     } catch (error) {
-      // Another command swept it first.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      // Another command swept it first, or it is not a directory (left for `rm` to report).
+      if (code !== 'ENOENT' && code !== 'CONTAINER_NOT_DIRECTORY') throw error;
     }
   }
   return swept;

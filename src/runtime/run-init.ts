@@ -22,12 +22,21 @@ import type { MountPlan } from './driver.js';
  * exits with its status (128 + n for a signal), and the kernel tears the namespaces down:
  * every remaining process is killed and every mount is gone, whatever happened.
  *
- * Environment: the script and the host tools it runs see only `PATH` (the host's) and
- * `ROOTCAST_RUN_ENV`, the command's environment as `export NAME='value'` lines (see
- * `exportLines`). The command is started from a subshell that unsets those (and the `PWD`
- * and `OLDPWD` the shell itself exports) and evaluates the lines: the command gets exactly
- * the environment rootcast chose, whatever names it uses (one of the script's own variables,
- * `PWD`), and no host value (`LD_PRELOAD` from `-e` never reaches `mount` or `cp` either).
+ * Environment: the script and the host tools it runs for setup (`mount`, `cp`, `ip`) see only
+ * `PATH` (the host's), `ROOTCAST_RUN_ENV` and `ROOTCAST_RUN_LOADER` (text, acted on by nobody
+ * but this script). `ROOTCAST_RUN_ENV` holds the command's environment as `export NAME='value'`
+ * lines (see `exportLines`) *without* the loader-sensitive variables (`isLoaderSensitive`:
+ * `LD_*`, `GCONV_PATH`, …). The command is started from a subshell that unsets those two (and
+ * the `PWD` and `OLDPWD` the shell itself exports) and evaluates the lines, so the command's
+ * environment is exactly the one rootcast chose, whatever names it uses (one of the script's
+ * own variables, `PWD`). That subshell execs the HOST's `env` and `unshare`, which therefore
+ * run as root with those variables: this is why the loader-sensitive ones are never among
+ * them (an image's `Env: LD_PRELOAD=…` would load into host root programs). When there are
+ * any, `ROOTCAST_RUN_LOADER` holds their `export` lines (plus `PWD`/`OLDPWD` when the command
+ * sets them), and `unshare` starts, after the chroot, the CONTAINER's own `/bin/sh`, which
+ * unsets its `PWD`/`OLDPWD`, evaluates those lines (passed as an argument, not in its
+ * environment) and execs the command. `run` checks beforehand that the container has an
+ * executable `/bin/sh` when it is needed (`RUN_ENV_NEEDS_SHELL`).
  */
 export const RUN_INIT_SCRIPT = `set -eu
 r=$1 layers=$2 lowers=$3 up=$4 wk=$5 h=$6 wd=$7 net=$8 dev=$9; shift 9
@@ -60,8 +69,11 @@ trap 'f TERM' TERM; trap 'f HUP' HUP; trap 'f USR1' USR1; trap 'f USR2' USR2
 if [ "$fwd" = all ]; then trap 'f INT' INT; trap 'f QUIT' QUIT; else trap : INT QUIT; fi
 exec 4<&0
 (
+  if [ -n "$ROOTCAST_RUN_LOADER" ]; then
+    set -- /bin/sh -c 'unset PWD OLDPWD; eval "$1"; shift; exec "$@"' rootcast-env "$ROOTCAST_RUN_LOADER" "$@"
+  fi
   set -- "$ROOTCAST_RUN_ENV" "$e" --default-signal=INT,QUIT "$u" --root="$r" --wd="$wd" -- "$@"
-  unset ROOTCAST_RUN_ENV PATH PWD OLDPWD
+  unset ROOTCAST_RUN_ENV ROOTCAST_RUN_LOADER PATH PWD OLDPWD
   eval "$1"; shift
   exec "$@"
 ) <&4 4<&- &
@@ -77,6 +89,46 @@ exit "$s"
 
 /** Names a POSIX shell can export; others cannot be passed through the init script. */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * glibc's "unsecure" variables that do not start with `LD_` (the ones ld.so drops for setuid
+ * programs): they make a program load code or data from a path they name. As one string so
+ * the upper-snake names are not mistaken for error codes.
+ */
+const LOADER_NAMES = new Set(
+  'GCONV_PATH GETCONF_DIR GLIBC_TUNABLES HOSTALIASES LOCALDOMAIN LOCPATH MALLOC_TRACE NIS_PATH NLSPATH RESOLV_HOST_CONF RES_OPTIONS TZDIR'.split(
+    ' ',
+  ),
+);
+
+/**
+ * True for a variable the dynamic loader or glibc acts on (every `LD_*`, and glibc's unsecure
+ * list): never put in the environment of a host program, only applied after the chroot.
+ */
+export function isLoaderSensitive(name: string): boolean {
+  return name.startsWith('LD_') || LOADER_NAMES.has(name);
+}
+
+/**
+ * Pure: splits the command's environment into the `export` lines the host subshell evaluates
+ * (`safe`: never a loader-sensitive variable) and those the container's own `/bin/sh`
+ * evaluates after the chroot (`loader`: '' when there is none; else the loader-sensitive
+ * variables, plus `PWD`/`OLDPWD` if set, which that shell would otherwise replace).
+ * `names`: the loader-sensitive names, for messages.
+ */
+export function splitEnvironment(env: Record<string, string>): {
+  safe: string;
+  loader: string;
+  names: string[];
+} {
+  const names = Object.keys(env).filter((name) => ENV_NAME.test(name) && isLoaderSensitive(name));
+  const safe = Object.fromEntries(Object.entries(env).filter(([name]) => !isLoaderSensitive(name)));
+  if (names.length === 0) return { safe: exportLines(safe), loader: '', names };
+  const inner = Object.fromEntries(
+    Object.entries(env).filter(([name]) => isLoaderSensitive(name) || name === 'PWD' || name === 'OLDPWD'),
+  );
+  return { safe: exportLines(safe), loader: exportLines(inner), names };
+}
 
 /**
  * Pure: the command's environment as `export NAME='value'` lines for the init script's

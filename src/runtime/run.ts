@@ -28,7 +28,7 @@ import { loadDriver } from './drivers.js';
 import { LayeredTree } from './layered-tree.js';
 import { runtimeLayout } from './paths.js';
 import { type ContainerRecord, currentProcess, isProcessRunning } from './record.js';
-import { exportLines, initArguments, RUN_INIT_SCRIPT } from './run-init.js';
+import { initArguments, RUN_INIT_SCRIPT, splitEnvironment } from './run-init.js';
 
 /**
  * Running a command in a container: `setpriv --pdeathsig KILL -- unshare --mount --pid --ipc
@@ -168,18 +168,14 @@ function claim(dir: string, name: string): () => void {
   });
 }
 
-function environment(
-  record: ContainerRecord,
-  extra: Record<string, string>,
-  tty: boolean,
-): Record<string, string> {
+function environment(target: RunTarget, extra: Record<string, string>, tty: boolean): Record<string, string> {
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root',
-    HOSTNAME: record.hostname,
+    HOSTNAME: target.hostname,
     container: 'rootcast',
   };
-  for (const pair of record.config.env) {
+  for (const pair of target.config.env) {
     const eq = pair.indexOf('=');
     if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
@@ -208,32 +204,108 @@ function checkLayers(store: string, record: ContainerRecord, plan: MountPlan): v
 /** What the kernel mounts over the tree at run time: not checked against the template's files. */
 const RUNTIME_MOUNTS = new Set(['proc', 'sys', 'dev']);
 
+/** What the checks before a run need to know of the container (or of the template, before a disposable clone). */
+interface RunTarget {
+  /** `container NAME`, or `template REF` before a disposable clone. */
+  what: string;
+  name: string;
+  hostname: string;
+  disposable: boolean;
+  config: ContainerRecord['config'];
+}
+
+/** `path`'s canonical path in the view, its symlinks resolved inside it; undefined for a loop. */
+function resolveIn(view: LayeredTree, path: string): string | undefined {
+  try {
+    return view.resolve(path);
+  } catch {
+    return undefined; // a symlink loop
+  }
+}
+
+/** A POSIX shell word: `path` in single quotes. */
+function shellQuote(path: string): string {
+  return `'${path.replaceAll("'", "'\\''")}'`;
+}
+
 /**
  * `RUN_WORKDIR_MISSING` (exit 2) when the working directory is not a directory in the
  * container. It is resolved in the container's own view (symlinks inside the tree, never on
  * the host; overlay layers and whiteouts applied), before anything is mounted. Paths under
  * /proc, /sys and /dev are left to the run (they are mounted then).
  */
-function checkWorkdir(record: ContainerRecord, plan: MountPlan, workdir: string, fromImage: boolean): void {
-  const view =
-    plan.kind === 'overlay' ? new LayeredTree(plan.upper, plan.lowers) : new LayeredTree(plan.rootfs, []);
-  let resolved: string | undefined;
-  try {
-    resolved = view.resolve(workdir);
-  } catch {
-    resolved = undefined; // a symlink loop
-  }
+function checkWorkdir(view: LayeredTree, target: RunTarget, workdir: string, fromImage: boolean): void {
+  const resolved = resolveIn(view, workdir);
   if (resolved !== undefined) {
     if (RUNTIME_MOUNTS.has(resolved.split('/')[0]!)) return;
     if (view.lookup(resolved)?.stats.isDirectory()) return;
   }
   throw inputError(
     'RUN_WORKDIR_MISSING',
-    `${workdir} is not a directory in container ${record.name}${fromImage ? " (the template's WorkingDir)" : ''}`,
-    record.disposable
-      ? 'Pass -w with a directory the template has.'
-      : `Pass -w with a directory that exists, or create it first: rootcast run ${record.name} -- mkdir -p ${workdir}.`,
+    `${workdir} is not a directory in ${target.what}${fromImage ? " (the template's WorkingDir)" : ''}`,
+    target.disposable
+      ? 'Pass -w with a directory the template has (-w / always works).'
+      : // -w /: the template's WorkingDir may be the very directory that is missing.
+        `Pass -w with a directory that exists, or create it first: rootcast run -w / ${target.name} -- mkdir -p ${shellQuote(workdir)}`,
   );
+}
+
+/**
+ * `RUN_ENV_NEEDS_SHELL` (exit 2) when the command's environment has loader-sensitive
+ * variables (`LD_PRELOAD`, …: see run-init.ts) and the container has no executable
+ * `/bin/sh` to apply them after the chroot (they never reach a host program). `/bin/sh` is
+ * resolved in the container's own view, like the working directory.
+ */
+function checkShell(
+  view: LayeredTree,
+  target: RunTarget,
+  names: readonly string[],
+  fromCli: Set<string>,
+): void {
+  if (names.length === 0) return;
+  const resolved = resolveIn(view, '/bin/sh');
+  const found = resolved === undefined ? undefined : view.lookup(resolved);
+  if (found?.stats.isFile() && (found.stats.mode & 0o111) !== 0) return;
+  const listed = names.map((n) => `${n} (${fromCli.has(n) ? '-e' : "the template's Env"})`).join(', ');
+  throw inputError(
+    'RUN_ENV_NEEDS_SHELL',
+    `${listed}: ${target.what} has no executable /bin/sh to set ${names.length === 1 ? 'it' : 'them'} after the chroot`,
+    'rootcast never passes LD_* and the other loader variables to host programs; leave them out (-e), rebuild the template without them in its Env, or give it a /bin/sh.',
+  );
+}
+
+/**
+ * Everything `run` refuses about the tree before it starts (all exit 2): the working
+ * directory, and a missing /bin/sh when the environment needs one. `view` is the container's
+ * tree, or the template's before a disposable clone is made.
+ */
+function checkTree(view: LayeredTree, target: RunTarget, request: RunRequest): string {
+  const workdir = request.workdir ?? target.config.workingDir ?? '/';
+  checkWorkdir(view, target, workdir, request.workdir === undefined);
+  const { names } = splitEnvironment(environment(target, request.env ?? {}, false));
+  checkShell(view, target, names, new Set(Object.keys(request.env ?? {})));
+  return workdir;
+}
+
+/**
+ * The checks of `startRun` that do not need the container, made on the template before `run
+ * --rm TEMPLATE` clones it (so a refused run makes no container). `layers`: the template's
+ * unpacked layer directories, base first, all present.
+ */
+export function checkTemplateRun(
+  template: { name: string; layers: readonly string[]; config: ContainerRecord['config'] },
+  request: RunRequest = {},
+): void {
+  const [top, ...below] = [...template.layers].reverse();
+  if (top === undefined) return;
+  const target = {
+    what: `template ${template.name}`,
+    name: template.name,
+    hostname: template.name,
+    disposable: true,
+    config: template.config,
+  };
+  checkTree(new LayeredTree(top, below), target, request);
 }
 
 /** Starts `request` in the container of `record`; the container must exist in `store`. */
@@ -246,8 +318,16 @@ export async function startRun(
   const source = { store, layers: record.layers.map((d) => storeLayout.layer(store, d)) };
   const plan = (await loadDriver(record.driver)).mountPlan(source, dir);
   checkLayers(store, record, plan);
-  const workdir = request.workdir ?? record.config.workingDir ?? '/';
-  checkWorkdir(record, plan, workdir, request.workdir === undefined);
+  const view =
+    plan.kind === 'overlay' ? new LayeredTree(plan.upper, plan.lowers) : new LayeredTree(plan.rootfs, []);
+  const target = {
+    what: `container ${record.name}`,
+    name: record.name,
+    hostname: record.hostname,
+    disposable: Boolean(record.disposable),
+    config: record.config,
+  };
+  const workdir = checkTree(view, target, request);
   const devSkeleton = ensureDevSkeleton(store);
   const release = claim(dir, record.name);
   const terminal = Boolean(process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY);
@@ -282,11 +362,14 @@ export async function startRun(
       argv,
     }),
   ];
+  const env = splitEnvironment(environment(target, request.env ?? {}, terminal));
   const child = spawn('setpriv', args, {
-    // The host tools see only the host's PATH; the command gets exactly its own environment.
+    // The setup tools see only the host's PATH; the command gets exactly its own environment,
+    // its loader-sensitive part applied only after the chroot (see run-init.ts).
     env: {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      ROOTCAST_RUN_ENV: exportLines(environment(record, request.env ?? {}, terminal)),
+      ROOTCAST_RUN_ENV: env.safe,
+      ROOTCAST_RUN_LOADER: env.loader,
     },
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
   });

@@ -1,9 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clone, listContainers, removeContainers } from '../../src/api/runtime.js';
 import { RootcastError } from '../../src/core/errors.js';
+import { cloneContainers } from '../../src/runtime/clone.js';
+import { chooseDriver } from '../../src/runtime/drivers.js';
+import { readTemplate } from '../../src/store/template-query.js';
 import { installHostTools, makeTemplate, mountsUnder, tempDir } from './runtime-fixtures.js';
 
 /**
@@ -13,6 +16,15 @@ import { installHostTools, makeTemplate, mountsUnder, tempDir } from './runtime-
  * container left).
  */
 const api = new URL('../../dist/api/runtime.js', import.meta.url).pathname;
+
+/** In the `tiny` template only, never on the host. */
+const PRELOAD = '/rootcast-preload-only-in-the-container.so';
+
+function hostLibc(): string {
+  const match = /(\/\S+\/libc\.so\.6)/.exec(execFileSync('ldd', ['/bin/dash'], { encoding: 'utf8' }));
+  if (!match?.[1]) throw new Error('cannot find the host libc');
+  return match[1];
+}
 
 interface Ran {
   code: number | null;
@@ -24,6 +36,7 @@ describe('run', () => {
   const dir = tempDir();
   const store = join(dir.path, 'store');
   const runner = join(dir.path, 'run.mjs');
+  const hostOnlyLibs = join(dir.path, 'host-only-libs');
 
   /** Starts `run` in a child process; `options` is the API's RunOptions as JSON. */
   const start = (target: string, options: Record<string, unknown>, stdin = '') => {
@@ -61,8 +74,30 @@ describe('run', () => {
          process.exitCode = r.exitCode;
        } catch (e) { process.stderr.write(e.code + ': ' + e.message + '\\n'); process.exitCode = 99; }`,
     );
-    await makeTemplate({ store, name: 'tiny', build: installHostTools });
+    await makeTemplate({
+      store,
+      name: 'tiny',
+      build: (tree) => {
+        installHostTools(tree);
+        // A real shared object at a path only the container has (preloading libc again is a no-op).
+        copyFileSync(hostLibc(), join(tree, PRELOAD.slice(1)));
+      },
+    });
     await clone('tiny:1.0', 'box', { store });
+    // No /bin/sh: loader variables cannot be applied after the chroot.
+    await makeTemplate({
+      store,
+      name: 'nosh',
+      build: (tree) => {
+        installHostTools(tree);
+        unlinkSync(join(tree, 'usr/bin/sh'));
+      },
+    });
+    await clone('nosh:1.0', 'nosh-box', { store });
+    // A libc.so.6 that no program can load, at a path only the host has: a host program that
+    // got LD_LIBRARY_PATH=hostOnlyLibs fails to start; the container's command does not see it.
+    mkdirSync(hostOnlyLibs);
+    writeFileSync(join(hostOnlyLibs, 'libc.so.6'), 'not a shared object\n');
   }, 60_000);
   afterAll(() => dir.cleanup());
 
@@ -136,6 +171,88 @@ describe('run', () => {
         .map((l) => l.trim().split(':')[0]),
     ).toEqual(['lo']);
     expect(mountsUnder(store)).toEqual([]);
+  });
+
+  it('gives LD_* and the other loader variables to the command only, never to a host program', async () => {
+    expect(existsSync(PRELOAD)).toBe(false);
+    // The host's env and unshare would each print "cannot be preloaded" for a path they lack.
+    const preload = await runIt('box', {
+      argv: ['/bin/sh', '-c', 'echo "$LD_PRELOAD"'],
+      env: { LD_PRELOAD: PRELOAD },
+    });
+    expect(preload).toEqual({ code: 0, stdout: `${PRELOAD}\n`, stderr: '' });
+    // A host-only library path would keep the host's env from starting at all.
+    const libs = await runIt('box', {
+      argv: ['/bin/sh', '-c', 'echo "$LD_LIBRARY_PATH"'],
+      env: { LD_LIBRARY_PATH: hostOnlyLibs },
+    });
+    expect(libs).toEqual({ code: 0, stdout: `${hostOnlyLibs}\n`, stderr: '' });
+    // Still exactly the documented environment: the container's /bin/sh that sets them adds
+    // nothing of its own (no PWD, no OLDPWD), and a PWD of the command's own is kept.
+    const environ = await runIt('box', {
+      argv: ['/usr/bin/cat', '/proc/self/environ'],
+      env: { LD_PRELOAD: PRELOAD, GCONV_PATH: '/nowhere', PWD: '/set', it: "'s" },
+      workdir: '/tmp',
+    });
+    expect(environ.code).toBe(0);
+    expect(environ.stdout.split('\0').filter(Boolean).sort()).toEqual([
+      'GCONV_PATH=/nowhere',
+      'HOME=/root',
+      'HOSTNAME=box',
+      `LD_PRELOAD=${PRELOAD}`,
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'PWD=/set',
+      'container=rootcast',
+      "it='s",
+    ]);
+  });
+
+  it("applies an image Env's LD_LIBRARY_PATH after the chroot only", async () => {
+    // As a pulled image's config would have it (commitTemplate writes only PATH).
+    const details = await readTemplate(store, 'tiny:1.0');
+    const config = details.config.config ?? {};
+    await cloneContainers(
+      store,
+      {
+        ...details,
+        config: {
+          ...details.config,
+          config: { ...config, Env: [...(config.Env ?? []), `LD_LIBRARY_PATH=${hostOnlyLibs}`] },
+        },
+      },
+      [{ name: 'img-env', values: { name: 'img-env' } }],
+      { driver: await chooseDriver(store), ref: 'tiny:1.0' },
+    );
+    try {
+      const r = await runIt('img-env', { argv: ['/bin/sh', '-c', 'echo "$LD_LIBRARY_PATH"'] });
+      expect(r).toEqual({ code: 0, stdout: `${hostOnlyLibs}\n`, stderr: '' });
+    } finally {
+      await removeContainers(['img-env'], { store });
+    }
+  });
+
+  it('refuses loader variables when the container has no /bin/sh to set them', async () => {
+    const plain = await runIt('nosh-box', { argv: ['/usr/bin/true'] });
+    expect(plain.code).toBe(0);
+    const refused = await runIt('nosh-box', {
+      argv: ['/usr/bin/true'],
+      env: { LD_PRELOAD: '/x.so', TZDIR: '/zones', OTHER: '1' },
+    });
+    expect(refused.code).toBe(99);
+    expect(refused.stderr).toBe(
+      'RUN_ENV_NEEDS_SHELL: LD_PRELOAD (-e), TZDIR (-e): container nosh-box has no executable /bin/sh to set them after the chroot\n',
+    );
+    // --rm TEMPLATE: refused before a disposable clone is made.
+    const before = readdirSync(join(store, 'containers')).sort();
+    const disposable = await runIt('nosh:1.0', {
+      rm: true,
+      argv: ['/usr/bin/true'],
+      env: { LD_DEBUG: 'all' },
+    });
+    expect(disposable.stderr).toMatch(/^RUN_ENV_NEEDS_SHELL: LD_DEBUG \(-e\): template nosh:1\.0 has no/);
+    expect(readdirSync(join(store, 'containers')).sort()).toEqual(before);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    await removeContainers(['nosh-box'], { store });
   });
 
   it('relays SIGTERM to the command and returns 128 + its number', async () => {
