@@ -1,6 +1,6 @@
 import { type ContextOptions, createContext } from '../core/context.js';
 import { listRecords, templatesInUse } from '../runtime/record.js';
-import { type ContainersUsing, type FsckReport, fsckStore } from '../store/fsck.js';
+import { type ContainersUsing, type FsckLayerTree, type FsckReport, fsckStore } from '../store/fsck.js';
 import { type GcOptions, type GcReport, gcStore } from '../store/gc.js';
 
 /**
@@ -42,6 +42,8 @@ export function containersUsing(store: string): ContainersUsing {
   }
   return { digests, layers, problems };
 }
+
+export type { FsckLayerTree };
 
 export interface FsckResult extends FsckReport {
   /** True when no problem remains unrepaired and no template needs a rebuild. */

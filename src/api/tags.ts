@@ -9,7 +9,12 @@ import {
   withoutTemplate,
 } from '../store/history.js';
 import { readIndex } from '../store/layout.js';
-import { parseTemplateRef, readTemplate } from '../store/template-query.js';
+import {
+  assertTemplateComplete,
+  parseTemplateRef,
+  readTemplate,
+  resolveTemplate,
+} from '../store/template-query.js';
 import { tagTemplate as tagInStore } from '../store/templates.js';
 
 /**
@@ -57,6 +62,7 @@ export interface TagResult {
 /**
  * `rootcast tag SRC DST`: SRC is `name:version` or a digest (history entries included), DST a
  * `name:version`. An existing DST naming another manifest is `TEMPLATE_EXISTS` unless `force`.
+ * A SRC that misses a blob it names (config, layer, lock, SBOM) is `TEMPLATE_INCOMPLETE`.
  */
 export async function tagTemplate(
   source: string,
@@ -73,9 +79,13 @@ export async function tagTemplate(
       'Name the new tag as name:version.',
     );
   }
+  // A manifest whose config or layers are gone (an interrupted gc) must not get a tag: checked
+  // before reading the config, and again under the store lock as the tag is written.
+  await assertTemplateComplete(store, source, (await resolveTemplate(store, source)).manifestDigest);
   const details = await readTemplate(store, source);
   const moved = await tagInStore(store, details.manifestDigest, dst.name, dst.version, {
     replace: Boolean(flags.force),
+    requireComplete: true,
     ...(details.cacheKey ? { cacheKey: details.cacheKey } : {}),
   }).catch((error: unknown) => {
     if (!(error instanceof RootcastError) || error.code !== 'TEMPLATE_EXISTS') throw error;

@@ -1,4 +1,5 @@
 import type { FileChange, FileFacts, TemplateDiff } from '../api/diff.js';
+import type { FsckLayerTree } from '../api/maintenance.js';
 import { RootcastError } from '../core/errors.js';
 import { type Command, Option } from './commander.js';
 import { addGlobalFlags, type RecipeFlags, runVerb } from './common.js';
@@ -95,7 +96,7 @@ export function registerMaintenanceVerbs(program: Command, setExit: (code: numbe
               ? 'intact: it still archives to its diff_id'
               : l.removed
                 ? 'not verifiable against its diff_id'
-                : 'not verifiable against its diff_id, but containers use it';
+                : `not verifiable against its diff_id, but ${keptReason(l)}`;
           const users = l.containers.length > 0 ? ` {containers: ${l.containers.join(', ')}}` : '';
           process.stdout.write(
             `${l.removed ? 'removed' : 'kept'} unpacked layer ${l.diffId}${users} (${why})\n`,
@@ -111,6 +112,16 @@ export function registerMaintenanceVerbs(program: Command, setExit: (code: numbe
         }
       });
     });
+}
+
+/** Why `fsck --repair` kept an unpacked layer it could not verify (`keptBecause`). */
+function keptReason(l: FsckLayerTree): string {
+  if (l.keptBecause === 'intact-blob') {
+    const templates = l.templates ?? [];
+    return `${templates.join(', ')} ${templates.length === 1 ? 'has' : 'have'} an intact blob of it`;
+  }
+  if (l.keptBecause === 'containers') return 'containers use it';
+  return "a container record is unreadable (any layer may be a container's)";
 }
 
 function facts(f: FileFacts): string {

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { isSha256Hex } from '../core/digest.js';
 import { inputError } from '../core/errors.js';
 
@@ -5,10 +6,12 @@ import { inputError } from '../core/errors.js';
  * Registry references: `host[:port]/repository[:tag|@digest]`, as the distribution spec and
  * `docker pull` spell them, except that the host is never implied (rootcast knows no default
  * registry). The first component is the host: it must contain a `.` or a `:`, or be
- * `localhost`. A port is 1–65535, and the host must be one a URL can hold (an IPv4 address has
- * four parts of at most 255, an IPv6 address is bracketed), so no bad host reaches the HTTP
- * client. Repository components are lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or
- * runs of `-`; tags are `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; digests are `sha256:<64 hex>`.
+ * `localhost`. A port is 1–65535, and the host is checked as written, before any URL is made
+ * (`hostProblem`): a DNS name, an IPv4 address of exactly four decimal parts 0–255, or a
+ * bracketed IPv6 address. A URL would take `1.2.3` as 1.2.0.3 and `0` as 0.0.0.0, so no host
+ * is left to its guessing, and no bad host reaches the HTTP client. Repository components are
+ * lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`; tags are
+ * `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; digests are `sha256:<64 hex>`.
  *
  * Pure: no I/O. Every failure is `REGISTRY_REF_INVALID` (exit 2).
  */
@@ -70,13 +73,48 @@ export function parseRegistryRef(ref: string): RegistryRef {
   };
 }
 
-/** The port (1–65535) and the host itself (what `new URL` accepts), or `REGISTRY_REF_INVALID`. */
+/** A DNS label: letters, digits and inner hyphens, 1–63 characters. */
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+/** A part of a dotted quad: decimal without leading zeros (`010` is octal to a URL); ≤ 255 is checked apart. */
+const OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
+
+/**
+ * Why `host` (without port) is not a host name or address, or `undefined` when it is one: a
+ * dotted quad of four decimal parts 0–255, a bracketed IPv6 address, or a DNS name (labels of
+ * letters, digits and inner hyphens, at most 63 each, 253 in all) whose last label is not a
+ * number. The WHATWG URL parser reads any name ending in a number as IPv4 and fills in what is
+ * missing (`1.2.3` is 1.2.0.3, `0` is 0.0.0.0, `0x7f.1` is 127.0.0.1), so those are checked
+ * here, before any URL is made.
+ */
+export function hostProblem(host: string): string | undefined {
+  if (host.startsWith('[')) {
+    if (!host.endsWith(']') || !isIPv6(host.slice(1, -1))) return 'not an IPv6 address';
+    return undefined;
+  }
+  const labels = host.split('.');
+  const last = labels[labels.length - 1] ?? '';
+  if (/^(?:[0-9]+|0x[0-9a-f]*)$/i.test(last)) {
+    // Read as an IPv4 address: it must be written out in full.
+    if (labels.length !== 4 || !labels.every((p) => OCTET.test(p) && Number(p) <= 255))
+      return 'an IPv4 address has four decimal parts of 0 to 255';
+    return undefined;
+  }
+  if (host.length > 253 || !labels.every((l) => LABEL.test(l)))
+    return 'a host name is labels of letters, digits and inner hyphens (at most 63 characters) joined by dots';
+  return undefined;
+}
+
+/** The port (1–65535) and the host itself (see `hostProblem`), or `REGISTRY_REF_INVALID`. */
 function checkHost(ref: string, registry: string): void {
-  const port = /:([0-9]+)$/.exec(
-    registry.startsWith('[') ? registry.slice(registry.indexOf(']')) : registry,
-  )?.[1];
-  if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535))
+  const bracketEnd = registry.startsWith('[') ? registry.indexOf(']') : -1;
+  const portAt = registry.indexOf(':', bracketEnd + 1);
+  const host = portAt >= 0 ? registry.slice(0, portAt) : registry;
+  const port = portAt >= 0 ? registry.slice(portAt + 1) : undefined;
+  if (port !== undefined && !(/^[0-9]+$/.test(port) && Number(port) >= 1 && Number(port) <= 65535))
     throw invalid(ref, `port ${port} of ${JSON.stringify(registry)} is not between 1 and 65535`);
+  const why = hostProblem(host);
+  if (why !== undefined)
+    throw invalid(ref, `${JSON.stringify(host)} is not a valid host name or address: ${why}`);
   try {
     new URL(`https://${registry}/`);
   } catch {

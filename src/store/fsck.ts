@@ -2,9 +2,11 @@ import { lstat, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storePaths } from '../core/context.js';
 import { isSha256Hex, SHA256_PREFIX, sha256File } from '../core/digest.js';
+import { isRootcastError } from '../core/errors.js';
 import { isProcessAlive } from './clean.js';
 import { checkLayerTree, type LayerTreeCheck, layerEpochs } from './layer-check.js';
 import { readIndex } from './layout.js';
+import { acquireLock, type FileLock } from './lock.js';
 import { ANNOTATION, type ImageConfig, type ImageManifest } from './oci.js';
 import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths.js';
 
@@ -25,11 +27,21 @@ import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths
  * The unpacked layer (`layers/<hex>/`) of a layer blob that is corrupt or missing is checked on
  * its own (`checkLayerTree`: archived again, hashed against its diff_id). An intact tree is
  * kept (the rebuild or pull that restores the blob reuses it). A tree that cannot be vouched
- * for is removed, so the rebuild places a fresh one, unless a container stacks it (or a
- * container record is unreadable): removing a container's lower directory would break the
- * container, so it is kept and a warning names the containers. Every problem names the
- * containers it affects (`containersUsing`, read by the caller: the store does not know
- * container records).
+ * for is removed, so the rebuild places a fresh one, unless another template still has an
+ * intact blob for that diff_id (two templates share a diff_id under different blobs when they
+ * were compressed at other levels or pulled: the tree is that healthy template's too), a
+ * container stacks it, or a container record is unreadable: removing a container's lower
+ * directory would break the container, so it is kept and a warning names the containers.
+ * Every problem names the containers it affects (`containersUsing`, read by the caller: the
+ * store does not know container records).
+ *
+ * Concurrency: the check takes no lock (it may hash for minutes while builds and clones run).
+ * The repair holds `locks/gc.lock` exclusively, as gc does; builds and clone batches (`clone`,
+ * `run --rm`) hold it shared while they run, so none is half-way while the repair removes
+ * anything. Under it, the container records and `index.json` are read again, so a container
+ * cloned (or a template committed) during the check keeps its layer. The lock is tried once:
+ * when it is busy, the repair removes nothing and says so (`repairSkipped`, a warning); the
+ * problems stay unrepaired, so the run exits 1 and can simply be repeated.
  *
  * `signal` stops the run with its reason (the CLI's `ABORTED`) between files and before each
  * removal; removals already done stay done (each removed only what cannot be right).
@@ -97,6 +109,15 @@ export interface FsckLayerTree {
   /** Containers stacking it. */
   containers: string[];
   removed: boolean;
+  /**
+   * Why a tree that does not archive to its diff_id was kept (absent when it is intact or was
+   * removed): `intact-blob`, another template's blob for this diff_id is present and intact
+   * (`templates` names them); `containers`, containers stack it; `records-unreadable`, a
+   * container record cannot be read, so any tree might be a container's.
+   */
+  keptBecause?: 'intact-blob' | 'containers' | 'records-unreadable';
+  /** With `keptBecause: 'intact-blob'`: the templates whose blob of this diff_id is intact. */
+  templates?: string[];
 }
 
 export interface FsckReport {
@@ -111,6 +132,11 @@ export interface FsckReport {
   layers: FsckLayerTree[];
   /** Things a user must know: layers kept for containers, unreadable container records. */
   warnings: string[];
+  /**
+   * With `repair`: set (to the reason) when nothing was removed because `locks/gc.lock` was
+   * busy (a build, clone or gc running). The problems are then reported unrepaired.
+   */
+  repairSkipped?: string;
 }
 
 /** A dead process's temporary: where it is and what kind of directory holds it. */
@@ -361,32 +387,68 @@ export async function fsckStore(store: string, options: FsckOptions): Promise<Fs
   }
 
   const layers: FsckLayerTree[] = [];
-  if (options.repair) {
-    for (const p of problems) {
-      signal?.throwIfAborted();
-      let path: string | undefined;
-      if (p.code === 'FSCK_BLOB_CORRUPT') path = storeLayout.blob(store, p.subject);
-      else if (p.code === 'FSCK_PACKAGE_CORRUPT')
-        path = storePaths.packageFile(store, p.subject.slice(SHA256_PREFIX.length));
-      else if (p.code === 'FSCK_TEMPORARY' || p.code === 'FSCK_STRAY_FILE') path = p.subject;
-      if (path === undefined) continue;
-      await removePath(store, path);
-      removed.push(path);
-      p.repaired = true;
-    }
-    for (const [dir, layer] of [...layerDirsOfBrokenBlobs].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const tree = await repairLayerTree(store, dir, layer, inUse, signal);
-      layers.push(tree);
-      if (tree.removed) removed.push(dir);
-      else if (tree.check === 'unverified') {
-        const who =
-          tree.containers.length > 0
-            ? `container(s) ${tree.containers.join(', ')} use it`
-            : 'a container record is unreadable';
-        warnings.push(
-          `unpacked layer ${tree.diffId} (blob corrupt or missing) does not archive to its diff_id; ` +
-            `kept because ${who}: remove ${tree.containers.length > 0 ? 'them' : 'the record'} and run \`rootcast fsck --repair\` again`,
-        );
+  let repairSkipped: string | undefined;
+  const removable = (p: FsckProblem): string | undefined => {
+    if (p.code === 'FSCK_BLOB_CORRUPT') return storeLayout.blob(store, p.subject);
+    if (p.code === 'FSCK_PACKAGE_CORRUPT')
+      return storePaths.packageFile(store, p.subject.slice(SHA256_PREFIX.length));
+    if (p.code === 'FSCK_TEMPORARY' || p.code === 'FSCK_STRAY_FILE') return p.subject;
+    return undefined;
+  };
+  if (
+    options.repair &&
+    (problems.some((p) => removable(p) !== undefined) || layerDirsOfBrokenBlobs.size > 0)
+  ) {
+    signal?.throwIfAborted();
+    const lock = await tryGcLock(store);
+    if (!lock) {
+      repairSkipped =
+        `${storeLayout.lock(store, 'gc')} is held by a build, clone or gc running on this store, ` +
+        'so the repair removed nothing (what it would remove could be in use)';
+      warnings.push(`${repairSkipped}: run \`rootcast fsck --repair\` again when they have finished`);
+    } else {
+      try {
+        // Read again under the lock: a container cloned, or a template committed, while the
+        // check hashed is not half-way any more and keeps what it uses.
+        const fresh = options.containersUsing(store);
+        for (const p of fresh.problems)
+          if (!inUse.problems.includes(p)) warnings.push(`container record unreadable: ${p}`);
+        for (const p of problems) {
+          signal?.throwIfAborted();
+          const path = removable(p);
+          if (path === undefined) continue;
+          await removePath(store, path);
+          removed.push(path);
+          p.repaired = true;
+        }
+        const intact =
+          layerDirsOfBrokenBlobs.size > 0
+            ? await intactLayerBlobs(store, blobPresent, signal)
+            : new Map<string, string[]>();
+        for (const [dir, layer] of [...layerDirsOfBrokenBlobs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+          const tree = await repairLayerTree(
+            store,
+            dir,
+            layer,
+            fresh,
+            intact.get(layer.diffId) ?? [],
+            signal,
+          );
+          layers.push(tree);
+          if (tree.removed) removed.push(dir);
+          else if (tree.keptBecause === 'containers' || tree.keptBecause === 'records-unreadable') {
+            const who =
+              tree.keptBecause === 'containers'
+                ? `container(s) ${tree.containers.join(', ')} use it`
+                : 'a container record is unreadable';
+            warnings.push(
+              `unpacked layer ${tree.diffId} (blob corrupt or missing) does not archive to its diff_id; ` +
+                `kept because ${who}: remove ${tree.keptBecause === 'containers' ? 'them' : 'the record'} and run \`rootcast fsck --repair\` again`,
+            );
+          }
+        }
+      } finally {
+        await lock.release();
       }
     }
   }
@@ -406,18 +468,69 @@ export async function fsckStore(store: string, options: FsckOptions): Promise<Fs
     rebuild: [...rebuild].sort(),
     layers,
     warnings,
+    ...(repairSkipped !== undefined ? { repairSkipped } : {}),
   };
 }
 
+/** `locks/gc.lock`, exclusively, if no build, clone or gc holds it now; `undefined` when busy. */
+async function tryGcLock(store: string): Promise<FileLock | undefined> {
+  try {
+    return await acquireLock(storeLayout.lock(store, 'gc'), { timeoutMs: 0 });
+  } catch (error) {
+    if (isRootcastError(error) && error.code === 'STORE_LOCK_TIMEOUT') return undefined;
+    throw error;
+  }
+}
+
 /**
- * Repair of one unpacked layer whose blob is corrupt or missing: kept when it is intact, or
- * when a container stacks it (or a record is unreadable); removed otherwise.
+ * For each diff_id, the templates (of `index.json` as it is now) whose layer blob for it is
+ * present and not found corrupt: their unpacked layer is theirs too, whatever another
+ * template's blob of the same diff_id suffered. Documents that cannot be read are skipped
+ * (the check reported them).
+ */
+async function intactLayerBlobs(
+  store: string,
+  blobPresent: (digest: string) => Promise<boolean>,
+  signal: AbortSignal | undefined,
+): Promise<Map<string, string[]>> {
+  const users = new Map<string, string[]>();
+  const readJson = async <T>(digest: string): Promise<T | undefined> => {
+    if (!DIGEST.test(digest) || !(await blobPresent(digest))) return undefined;
+    try {
+      return JSON.parse(await readFile(storeLayout.blob(store, digest), 'utf8')) as T;
+    } catch {
+      return undefined;
+    }
+  };
+  for (const descriptor of (await readIndex(store)).manifests) {
+    signal?.throwIfAborted();
+    const template = descriptor.annotations?.[ANNOTATION.refName] ?? descriptor.digest;
+    const manifest = await readJson<ImageManifest>(descriptor.digest);
+    if (!Array.isArray(manifest?.layers) || typeof manifest.config?.digest !== 'string') continue;
+    const diffIds = (await readJson<ImageConfig>(manifest.config.digest))?.rootfs?.diff_ids;
+    if (!Array.isArray(diffIds)) continue;
+    for (const [i, diffId] of diffIds.entries()) {
+      const blob = manifest.layers[i]?.digest;
+      if (typeof diffId !== 'string' || typeof blob !== 'string' || !DIGEST.test(blob)) continue;
+      if (!(await blobPresent(blob))) continue;
+      const names = users.get(diffId) ?? [];
+      if (!names.includes(template)) users.set(diffId, [...names, template]);
+    }
+  }
+  return users;
+}
+
+/**
+ * Repair of one unpacked layer whose blob is corrupt or missing: kept when it is intact, when
+ * another template's blob of its diff_id is intact (`intactUsers`), when a container stacks
+ * it, or when a container record is unreadable; removed otherwise.
  */
 async function repairLayerTree(
   store: string,
   dir: string,
   layer: { diffId: string; epochs: number[]; overlayUpper: boolean },
   inUse: ContainersUsing,
+  intactUsers: readonly string[],
   signal: AbortSignal | undefined,
 ): Promise<FsckLayerTree> {
   const containers = [...(inUse.layers.get(layer.diffId) ?? [])].sort();
@@ -426,10 +539,28 @@ async function repairLayerTree(
     overlayUpper: layer.overlayUpper,
     ...(signal ? { signal } : {}),
   });
-  const keep = check === 'intact' || containers.length > 0 || inUse.problems.length > 0;
-  if (!keep) {
+  const keptBecause: FsckLayerTree['keptBecause'] =
+    check === 'intact'
+      ? undefined
+      : intactUsers.length > 0
+        ? 'intact-blob'
+        : containers.length > 0
+          ? 'containers'
+          : inUse.problems.length > 0
+            ? 'records-unreadable'
+            : undefined;
+  const remove = check !== 'intact' && keptBecause === undefined;
+  if (remove) {
     signal?.throwIfAborted();
     await removePath(store, dir);
   }
-  return { diffId: layer.diffId, path: dir, check, containers, removed: !keep };
+  return {
+    diffId: layer.diffId,
+    path: dir,
+    check,
+    containers,
+    removed: remove,
+    ...(keptBecause ? { keptBecause } : {}),
+    ...(keptBecause === 'intact-blob' ? { templates: [...intactUsers].sort() } : {}),
+  };
 }

@@ -160,28 +160,50 @@ export async function resolveTemplate(store: string, ref: string): Promise<Resol
   const blobs = openBlobStore(store);
   const blobSize = await blobs.size(parsed.digest);
   if (blobSize === undefined) throw notFound(ref);
-  if (!(await reachesManifest(blobs, index, parsed.digest)) && !(await isManifestBlob(blobs, parsed.digest)))
+  if (
+    !(await reachesManifest(blobs, index, parsed.digest)) &&
+    !(await isManifestBlob(blobs, parsed.digest, blobSize))
+  )
     throw notAManifest(ref);
   return { manifestDigest: parsed.digest, manifestSize: blobSize, entries };
 }
 
 /**
- * Whether an unlisted blob is an image manifest: a template removed with `rmi` stays in the
- * store until gc, and `rootcast tag <digest> name:version` must be able to bring it back.
+ * The most a manifest (or image index) blob may weigh for rootcast to parse it while looking
+ * for templates. Real ones are a few KiB; a bigger blob is a layer or something else, and is
+ * never read into memory just to find out.
  */
-async function isManifestBlob(blobs: BlobStore, digest: string): Promise<boolean> {
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A blob parsed as JSON when it is at most `MANIFEST_MAX_BYTES`; `undefined` when it is bigger,
+ * missing, corrupt or not JSON.
+ */
+async function readSmallJson<T>(blobs: BlobStore, digest: string, size?: number): Promise<T | undefined> {
   try {
-    const doc = JSON.parse((await blobs.read(digest)).toString('utf8')) as { mediaType?: unknown };
-    return doc?.mediaType === MEDIA_TYPE_MANIFEST;
+    const bytes = size ?? (await blobs.size(digest));
+    if (bytes === undefined || bytes > MANIFEST_MAX_BYTES) return undefined;
+    return JSON.parse((await blobs.read(digest)).toString('utf8')) as T;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
 /**
+ * Whether an unlisted blob is an image manifest: a template removed with `rmi` stays in the
+ * store until gc, and `rootcast tag <digest> name:version` must be able to bring it back.
+ * A blob over `MANIFEST_MAX_BYTES` is not one (it is not read).
+ */
+async function isManifestBlob(blobs: BlobStore, digest: string, size: number): Promise<boolean> {
+  const doc = await readSmallJson<{ mediaType?: unknown }>(blobs, digest, size);
+  return doc?.mediaType === MEDIA_TYPE_MANIFEST;
+}
+
+/**
  * Whether a manifest or image index that `index.json` lists names `digest` as a manifest,
- * directly or through others. Documents that are missing or do not parse are skipped
- * (`rootcast fsck` reports them); only manifests are followed, never layers.
+ * directly or through others. Documents that are missing, do not parse or weigh more than
+ * `MANIFEST_MAX_BYTES` are skipped (`rootcast fsck` reports them); only manifests are
+ * followed, never layers.
  */
 async function reachesManifest(blobs: BlobStore, index: ImageIndex, digest: string): Promise<boolean> {
   const isDocument = (d: { mediaType?: unknown }) =>
@@ -190,12 +212,11 @@ async function reachesManifest(blobs: BlobStore, index: ImageIndex, digest: stri
   const seen = new Set(queue);
   while (queue.length > 0) {
     const current = queue.shift()!;
-    let doc: { manifests?: unknown; annotations?: Record<string, unknown> };
-    try {
-      doc = JSON.parse((await blobs.read(current)).toString('utf8')) as typeof doc;
-    } catch {
-      continue;
-    }
+    const doc = await readSmallJson<{ manifests?: unknown; annotations?: Record<string, unknown> }>(
+      blobs,
+      current,
+    );
+    if (doc === undefined) continue;
     const named: string[] = [];
     if (Array.isArray(doc?.manifests)) {
       for (const child of doc.manifests as { mediaType?: unknown; digest?: unknown }[])
@@ -211,6 +232,51 @@ async function reachesManifest(blobs: BlobStore, index: ImageIndex, digest: stri
     }
   }
   return false;
+}
+
+/**
+ * The blobs a manifest names that are not in the store: its config, its layers, and the lock
+ * and SBOM its annotations name (an interrupted gc removes unreachable blobs one by one, and
+ * may leave a manifest without them). The manifest is read verified.
+ */
+export async function missingTemplateBlobs(store: string, manifestDigest: string): Promise<string[]> {
+  const blobs = openBlobStore(store);
+  const manifest = parseJson<ImageManifest>(await blobs.read(manifestDigest), manifestDigest, 'the manifest');
+  if (!manifest.config || !Array.isArray(manifest.layers)) {
+    throw manifestInvalid(manifestDigest, 'not an OCI image manifest');
+  }
+  const isDigest = (d: unknown): d is string => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d);
+  const descriptors: unknown[] = [manifest.config.digest, ...manifest.layers.map((l) => l?.digest)];
+  const bad = descriptors.find((d) => !isDigest(d));
+  if (bad !== undefined) throw manifestInvalid(manifestDigest, `${JSON.stringify(bad)} is not a digest`);
+  // Annotations that name blobs (a foreign value that is no digest names none).
+  const annotated = [manifest.annotations?.[ANNOTATION.lock], manifest.annotations?.[ANNOTATION.sbom]];
+  const missing: string[] = [];
+  for (const digest of [...descriptors, ...annotated].filter(isDigest)) {
+    if (!missing.includes(digest) && !(await blobs.has(digest))) missing.push(digest);
+  }
+  return missing;
+}
+
+/**
+ * Fails with `TEMPLATE_INCOMPLETE` (exit 1) when the template `ref` names misses a blob (see
+ * `missingTemplateBlobs`): such a manifest cannot be cloned, exported or pushed, so it must not
+ * be given a tag. `ref` is what the user wrote, for the message.
+ */
+export async function assertTemplateComplete(
+  store: string,
+  ref: string,
+  manifestDigest: string,
+): Promise<void> {
+  const missing = await missingTemplateBlobs(store, manifestDigest);
+  if (missing.length === 0) return;
+  const shown = missing.slice(0, 3).join(', ') + (missing.length > 3 ? `, … (${missing.length} in all)` : '');
+  throw new RootcastError({
+    code: 'TEMPLATE_INCOMPLETE',
+    message: `template ${ref} misses ${missing.length === 1 ? 'a blob' : `${missing.length} blobs`} it names: ${shown}`,
+    hint: 'Its blobs were removed (an interrupted `rootcast gc`, or `rootcast fsck --repair`): rebuild or pull the template instead of tagging this manifest.',
+    details: { manifest: manifestDigest, missing },
+  });
 }
 
 /** A layer of a template, with where it is unpacked. */

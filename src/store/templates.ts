@@ -23,7 +23,12 @@ import {
   rfc3339FromEpoch,
 } from './oci.js';
 import { tarTree } from './tar-writer.js';
-import { listTemplates, readTemplate, validateTemplateName } from './template-query.js';
+import {
+  assertTemplateComplete,
+  listTemplates,
+  readTemplate,
+  validateTemplateName,
+} from './template-query.js';
 
 /**
  * Committing a finished tree as a template: tar (deterministic) → zstd → layer blob, the tree
@@ -333,13 +338,17 @@ export async function commitTemplate(options: CommitTemplateOptions): Promise<Co
  * Tags an existing manifest `name:version` (a build-cache hit under another name, or a retag).
  * The manifest must be in the store. A moved tag keeps its old manifest as a history entry
  * (except `latest`). Returns the digest the tag named before, when it moved.
+ *
+ * With `requireComplete`, every blob the manifest names must be present when the index is
+ * written (checked under the store lock, which gc holds while it sweeps, so gc cannot remove
+ * one between the check and the tag), else `TEMPLATE_INCOMPLETE`.
  */
 export async function tagTemplate(
   store: string,
   manifestDigest: string,
   name: string,
   version: string,
-  options: { replace?: boolean; cacheKey?: string } = {},
+  options: { replace?: boolean; cacheKey?: string; requireComplete?: boolean } = {},
 ): Promise<{ previous?: string }> {
   validateTemplateName(name, version);
   const size = await openBlobStore(store).size(manifestDigest);
@@ -355,21 +364,25 @@ export async function tagTemplate(
   if (options.cacheKey) extra[ANNOTATION.cacheKey] = options.cacheKey;
   const ref = `${name}:${version}`;
   let previous: string | undefined;
-  await updateIndex(store, (index) => {
-    const current = index.manifests.find((d) => d.annotations?.[ANNOTATION.refName] === ref);
-    const next = tagInIndex(
-      index,
-      ref,
-      { mediaType: MEDIA_TYPE_MANIFEST, digest: manifestDigest, size },
-      extra,
-      {
-        replace: options.replace ?? false,
-        keepHistory: true,
-      },
-    );
-    previous = next !== index ? current?.digest : undefined;
-    return next;
-  });
+  await updateIndex(
+    store,
+    (index) => {
+      const current = index.manifests.find((d) => d.annotations?.[ANNOTATION.refName] === ref);
+      const next = tagInIndex(
+        index,
+        ref,
+        { mediaType: MEDIA_TYPE_MANIFEST, digest: manifestDigest, size },
+        extra,
+        {
+          replace: options.replace ?? false,
+          keepHistory: true,
+        },
+      );
+      previous = next !== index ? current?.digest : undefined;
+      return next;
+    },
+    options.requireComplete ? () => assertTemplateComplete(store, manifestDigest, manifestDigest) : undefined,
+  );
   return previous ? { previous } : {};
 }
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { diffTemplates } from '../../src/api/diff.js';
@@ -21,6 +21,47 @@ import { commitSmall, lockText } from './maintenance-fixtures.js';
 /** The reason the CLI aborts with on Ctrl-C (src/cli/interrupt.ts). */
 function aborted(): RootcastError {
   return new RootcastError({ code: 'ABORTED', message: 'interrupted by SIGINT', hint: 'run it again' });
+}
+
+/** Waits until `condition` holds, polling; fails naming what it waited for after `timeoutMs`. */
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A hex signal mask line (`SigCgt:`, `ShdPnd:`, …) of /proc/<pid>/status or a thread's, as a bigint. */
+function maskOf(status: string, field: string): bigint {
+  const hex = new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1];
+  if (hex === undefined) throw new Error(`no ${field} in /proc status`);
+  return BigInt(`0x${hex}`);
+}
+
+function bitOf(signal: NodeJS.Signals): bigint {
+  return 1n << BigInt((osConstants.signals[signal] ?? 0) - 1);
+}
+
+/** Whether process `pid` has a handler for `signal` (Node installs one when JS listens for it). */
+function signalCaught(pid: number, signal: NodeJS.Signals): boolean {
+  return (maskOf(readFileSync(`/proc/${pid}/status`, 'utf8'), 'SigCgt') & bitOf(signal)) !== 0n;
+}
+
+/** Whether `signal` is still pending for `pid`, process-wide or in any of its threads. */
+function signalPending(pid: number, signal: NodeJS.Signals): boolean {
+  const bit = bitOf(signal);
+  if ((maskOf(readFileSync(`/proc/${pid}/status`, 'utf8'), 'ShdPnd') & bit) !== 0n) return true;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended since readdir
+    }
+    if ((maskOf(status, 'SigPnd') & bit) !== 0n) return true;
+  }
+  return false;
 }
 
 /** Ctrl-C: gc, fsck and diff stop with the signal's reason instead of running to the end. */
@@ -93,19 +134,25 @@ describe('gc, fsck and diff stop when their signal is aborted', () => {
       child.on('close', (code, signal) => resolve({ code, signal })),
     );
     try {
+      // gc writes its pid into gc.lock once it holds it; then it waits for the store lock.
       const gcLock = storeLayout.lock(store, 'gc');
-      for (let i = 0; i < 200; i++) {
-        const holder = await readFile(gcLock, 'utf8').catch(() => '');
-        if (holder.trim() === String(child.pid)) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor('gc to hold locks/gc.lock', async () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`gc ended early: ${stderr}`);
+        return (await readFile(gcLock, 'utf8').catch(() => '')).trim() === String(child.pid);
+      });
+      await waitFor('the SIGINT handler to be installed', () => signalCaught(child.pid!, 'SIGINT'));
       child.kill('SIGINT');
-      await new Promise((r) => setTimeout(r, 300));
+      // Delivered (no longer pending) means Node's handler has queued it for the event loop,
+      // while gc still waits for the store lock we hold: the abort is seen long before gc,
+      // once it has the lock, reads the index and reaches its first removal.
+      await waitFor('SIGINT to be delivered', () => !signalPending(child.pid!, 'SIGINT'));
     } finally {
       await storeLock.release();
     }
-    const { code } = await ended;
-    expect(code).not.toBe(0);
+    const { code, signal } = await ended;
+    // The CLI unwinds, then dies by the signal it got (so a shell stops a script).
+    expect({ code, signal }).toEqual({ code: null, signal: 'SIGINT' });
     expect(stderr).toMatch(/interrupted by SIGINT/);
     expect(existsSync(garbage)).toBe(true);
   });

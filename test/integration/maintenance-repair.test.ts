@@ -1,15 +1,19 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { containersUsing } from '../../src/api/maintenance.js';
-import { fsckStore } from '../../src/store/fsck.js';
+import { sha256Hex } from '../../src/core/digest.js';
+import { type ContainersUsing, fsckStore } from '../../src/store/fsck.js';
+import { createStagingDir } from '../../src/store/layers.js';
+import { acquireLock } from '../../src/store/lock.js';
 import { storeLayout } from '../../src/store/paths.js';
 import { readTemplate } from '../../src/store/template-query.js';
-import type { CommitTemplateResult } from '../../src/store/templates.js';
+import { type CommitTemplateResult, commitTemplate } from '../../src/store/templates.js';
 import { runCli } from '../helpers/cli.js';
-import { commitSmall, lockText } from './maintenance-fixtures.js';
+import { commitSmall, EPOCH, lockText } from './maintenance-fixtures.js';
 
 async function flipByte(path: string, offset = 10): Promise<void> {
   await chmod(path, 0o644);
@@ -20,8 +24,12 @@ async function flipByte(path: string, offset = 10): Promise<void> {
 
 /** A container record as `rootcast clone` writes it (src/runtime/record.ts), without the clone. */
 async function writeContainer(store: string, name: string, template: CommitTemplateResult): Promise<void> {
+  writeContainerSync(store, name, template);
+}
+
+function writeContainerSync(store: string, name: string, template: CommitTemplateResult): void {
   const dir = join(store, 'containers', name);
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const record = {
     schema: 1,
     name,
@@ -33,7 +41,17 @@ async function writeContainer(store: string, name: string, template: CommitTempl
     values: {},
     config: { env: [], cmd: ['/bin/sh'] },
   };
-  await writeFile(join(dir, 'container.json'), `${JSON.stringify(record, null, 2)}\n`);
+  writeFileSync(join(dir, 'container.json'), `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/** Whether another process could take `path` shared now (util-linux flock, as rootcast's locks). */
+function lockFree(path: string): boolean {
+  try {
+    execFileSync('flock', ['--shared', '--nonblock', path, 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -101,7 +119,9 @@ describe('fsck --repair of a damaged layer blob, with containers', () => {
     await writeFile(join(layerDir(), 'usr/bin/tool'), 'TOOL');
     const repaired = await fsckStore(store, { repair: true, containersUsing });
     expect(repaired.removed).toEqual([layerBlob()]);
-    expect(repaired.layers).toMatchObject([{ check: 'unverified', containers: ['c1'], removed: false }]);
+    expect(repaired.layers).toMatchObject([
+      { check: 'unverified', containers: ['c1'], removed: false, keptBecause: 'containers' },
+    ]);
     expect(repaired.warnings).toEqual([expect.stringMatching(/kept because container\(s\) c1 use it/)]);
     expect(existsSync(layerDir())).toBe(true);
     expect(repaired.rebuild).toEqual(['a:1.0']);
@@ -118,7 +138,14 @@ describe('fsck --repair of a damaged layer blob, with containers', () => {
       expect.stringMatching(/container record unreadable: broken/),
       expect.stringMatching(/kept because a container record is unreadable/),
     ]);
+    expect(repaired.layers).toMatchObject([{ keptBecause: 'records-unreadable' }]);
     expect(existsSync(layerDir())).toBe(true);
+    // The CLI says why: no container uses it, a record cannot be read.
+    const cli = await runCli(['fsck', '--repair', '--store', store]);
+    expect(cli.stdout).toContain(
+      `kept unpacked layer ${a.layers[0]!.diffId} (not verifiable against its diff_id, but a container record is unreadable`,
+    );
+    expect(cli.stdout).not.toContain('containers use it');
   });
 
   it('a missing unpacked layer names the containers that stack it; the CLI prints them', async () => {
@@ -138,5 +165,107 @@ describe('fsck --repair of a damaged layer blob, with containers', () => {
       ['FSCK_LAYER_MISSING', ['c1']],
     ]);
     expect((await readTemplate(store, 'b:1.0')).layers[0]?.unpacked).toBe(true);
+  });
+  it('reads the container records again under gc.lock: a container cloned while the check ran keeps its layer', async () => {
+    await flipByte(layerBlob());
+    await writeFile(join(layerDir(), 'usr/bin/tool'), 'TOOL');
+    const gcLock = storeLayout.lock(store, 'gc');
+    const reads: { lockFree: boolean }[] = [];
+    const racing = (s: string): ContainersUsing => {
+      const seen = containersUsing(s);
+      reads.push({ lockFree: lockFree(gcLock) });
+      // A clone finishes after the first read, while the blobs are hashed.
+      if (reads.length === 1) writeContainerSync(store, 'late', a);
+      return seen;
+    };
+    const repaired = await fsckStore(store, { repair: true, containersUsing: racing });
+    // The second read happened with gc.lock held exclusively (nobody could take it shared).
+    expect(reads).toEqual([{ lockFree: true }, { lockFree: false }]);
+    expect(repaired.layers).toMatchObject([
+      { check: 'unverified', containers: ['late'], removed: false, keptBecause: 'containers' },
+    ]);
+    expect(repaired.removed).toEqual([layerBlob()]);
+    expect(existsSync(join(layerDir(), 'usr/bin/tool'))).toBe(true);
+    expect(lockFree(gcLock)).toBe(true);
+  });
+
+  it('removes nothing while a build or clone holds gc.lock, and says so; the next repair does it', async () => {
+    await flipByte(layerBlob());
+    await writeFile(join(layerDir(), 'usr/bin/tool'), 'TOOL');
+    // Builds and clone batches hold it shared for their run (src/api/build.ts, src/runtime/clone.ts).
+    const held = await acquireLock(storeLayout.lock(store, 'gc'), { shared: true });
+    try {
+      const report = await fsckStore(store, { repair: true, containersUsing });
+      expect(report.removed).toEqual([]);
+      expect(report.layers).toEqual([]);
+      expect(report.problems.map((p) => [p.code, p.repaired])).toEqual([['FSCK_BLOB_CORRUPT', undefined]]);
+      expect(report.repairSkipped).toMatch(/gc\.lock is held by a build, clone or gc/);
+      expect(report.warnings).toEqual([expect.stringMatching(/removed nothing.*fsck --repair. again/)]);
+      const cli = await runCli(['fsck', '--repair', '--store', store]);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toMatch(/warning: .*gc\.lock is held by a build, clone or gc/);
+      expect(cli.stdout).toContain(`FSCK_BLOB_CORRUPT ${a.layers[0]!.digest} [a:1.0]\n`);
+      expect(existsSync(layerBlob())).toBe(true);
+      expect(existsSync(layerDir())).toBe(true);
+    } finally {
+      await held.release();
+    }
+    const repaired = await fsckStore(store, { repair: true, containersUsing });
+    expect(repaired.repairSkipped).toBeUndefined();
+    expect(repaired.removed).toEqual([layerBlob(), layerDir()]);
+  });
+
+  it('keeps an unpacked layer another template still has an intact blob of (same diff_id, other blob)', async () => {
+    // The same tree compressed at another level: another layer blob, the same diff_id, and so
+    // the same unpacked layer under layers/.
+    const tree = await createStagingDir(store);
+    await mkdir(join(tree, 'etc'));
+    await mkdir(join(tree, 'usr/bin'), { recursive: true });
+    await writeFile(join(tree, 'etc/hostname'), 'a\n');
+    await writeFile(join(tree, 'usr/bin/tool'), 'tool');
+    const other = await commitTemplate({
+      store,
+      name: 'other',
+      version: '1.0',
+      tree,
+      sourceDateEpoch: EPOCH,
+      clampTree: true,
+      arch: 'amd64',
+      lock: lockText('other', {}),
+      recipeDigest: `sha256:${'1'.repeat(64)}`,
+      cacheKey: `sha256:${sha256Hex('other')}`,
+      compressionLevel: 19,
+    });
+    expect(other.layers[0]!.diffId).toBe(a.layers[0]!.diffId);
+    expect(other.layers[0]!.digest).not.toBe(a.layers[0]!.digest);
+    await flipByte(layerBlob());
+    // Not what rootcast's tar writer makes of it (as for a layer pulled from elsewhere).
+    await writeFile(join(layerDir(), 'usr/bin/tool'), 'TOOL');
+
+    const repaired = await fsckStore(store, { repair: true, containersUsing });
+    expect(repaired.removed).toEqual([layerBlob()]);
+    expect(repaired.layers).toEqual([
+      {
+        diffId: a.layers[0]!.diffId,
+        path: layerDir(),
+        check: 'unverified',
+        containers: [],
+        removed: false,
+        keptBecause: 'intact-blob',
+        templates: ['other:1.0'],
+      },
+    ]);
+    expect(repaired.warnings).toEqual([]);
+    expect(repaired.rebuild).toEqual(['a:1.0']);
+    expect(existsSync(layerDir())).toBe(true);
+    expect((await readTemplate(store, 'other:1.0')).layers[0]?.unpacked).toBe(true);
+    // other is sound; a only misses its blob.
+    const after = await fsckStore(store, { containersUsing });
+    expect(after.problems.map((p) => [p.code, p.templates])).toEqual([['FSCK_BLOB_MISSING', ['a:1.0']]]);
+
+    const cli = await runCli(['fsck', '--repair', '--store', store]);
+    expect(cli.stdout).toContain(
+      `kept unpacked layer ${a.layers[0]!.diffId} (not verifiable against its diff_id, but other:1.0 has an intact blob of it)\n`,
+    );
   });
 });

@@ -1,15 +1,28 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { listAllTemplates, removeTemplate, tagTemplate, templateHistory } from '../../src/api/tags.js';
+import { openBlobStore } from '../../src/store/blob-store.js';
 import { createStagingDir } from '../../src/store/layers.js';
 import { readIndex } from '../../src/store/layout.js';
-import { ANNOTATION } from '../../src/store/oci.js';
-import { listTemplates, readTemplate, resolveTemplate } from '../../src/store/template-query.js';
-import { type CommitTemplateResult, commitTemplate, pointLatest } from '../../src/store/templates.js';
+import { ANNOTATION, MEDIA_TYPE_MANIFEST } from '../../src/store/oci.js';
+import { storeLayout } from '../../src/store/paths.js';
+import {
+  listTemplates,
+  MANIFEST_MAX_BYTES,
+  readTemplate,
+  resolveTemplate,
+} from '../../src/store/template-query.js';
+import {
+  type CommitTemplateResult,
+  commitTemplate,
+  pointLatest,
+  tagTemplate as tagInStore,
+} from '../../src/store/templates.js';
+import { errorLines, runCli } from '../helpers/cli.js';
 
 const EPOCH = 1_700_000_000;
 const KEY = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
@@ -303,6 +316,59 @@ describe('template versions: history, latest, tag, rmi', () => {
     expect(error).toMatchObject({ code: 'TEMPLATE_EXISTS', exitCode: 2 });
     expect((error as Error & { hint: string }).hint).toMatch(/--force/);
     expect((error as Error & { hint: string }).hint).not.toMatch(/--replace|recipe/);
+  });
+
+  it('refuses to tag a manifest that an interrupted gc left without its config or a layer', async () => {
+    const a = await commit('web', '1.0', 'a');
+    await removeTemplate('web:1.0', { store });
+    const indexBefore = await readFile(storeLayout.index(store), 'utf8');
+    // gc removes unreachable blobs one by one: killed half-way, the manifest may outlive them.
+    await rm(storeLayout.blob(store, a.layers[0]!.digest));
+    for (const target of ['web:1.0', 'back:1']) {
+      const error = await tagTemplate(a.manifestDigest, target, {}, { store }).catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: 'TEMPLATE_INCOMPLETE',
+        exitCode: 1,
+        details: { manifest: a.manifestDigest, missing: [a.layers[0]!.digest] },
+      });
+      expect((error as Error).message).toContain(a.layers[0]!.digest);
+      expect((error as Error & { hint: string }).hint).toMatch(/rebuild or pull/);
+    }
+    // The store's tag checks again under the store lock, as it writes the index.
+    await expect(
+      tagInStore(store, a.manifestDigest, 'web', '1.0', { requireComplete: true }),
+    ).rejects.toMatchObject({ code: 'TEMPLATE_INCOMPLETE' });
+    expect(await readFile(storeLayout.index(store), 'utf8')).toBe(indexBefore);
+
+    // Without its config too: still TEMPLATE_INCOMPLETE (not a missing-blob read error).
+    await rm(storeLayout.blob(store, a.configDigest));
+    await expect(tagTemplate(a.manifestDigest, 'web:1.0', {}, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_INCOMPLETE',
+      details: { missing: [a.configDigest, a.layers[0]!.digest] },
+    });
+    const cli = await runCli(['tag', a.manifestDigest, 'web:1.0', '--store', store]);
+    expect(cli.code).toBe(1);
+    expect(errorLines(cli).message).toMatch(/misses 2 blobs/);
+    expect(await readFile(storeLayout.index(store), 'utf8')).toBe(indexBefore);
+  });
+
+  it('never reads a blob over 4 MiB as a manifest, even one that parses as a manifest', async () => {
+    const a = await commit('web', '1.0', 'a');
+    const blobs = openBlobStore(store);
+    const doc = JSON.parse((await blobs.read(a.manifestDigest)).toString('utf8')) as object;
+    const text = `${JSON.stringify(doc)}${' '.repeat(MANIFEST_MAX_BYTES)}`;
+    const big = await blobs.putBytes(Buffer.from(text), MEDIA_TYPE_MANIFEST);
+    expect(big.size).toBeGreaterThan(MANIFEST_MAX_BYTES);
+    await expect(resolveTemplate(store, big.digest)).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+      message: expect.stringContaining('not a template manifest'),
+    });
+    await expect(tagTemplate(big.digest, 'big:1', {}, { store })).rejects.toMatchObject({
+      code: 'TEMPLATE_NOT_FOUND',
+    });
+    // The same document at its own small size is one (an unlisted manifest can be tagged back).
+    const small = await blobs.putBytes(Buffer.from(`${JSON.stringify(doc)}\n`), MEDIA_TYPE_MANIFEST);
+    expect((await tagTemplate(small.digest, 'small:1', {}, { store })).digest).toBe(small.digest);
   });
 
   it('stays a valid OCI layout for skopeo with history entries present', async () => {

@@ -52,6 +52,43 @@ describe('registry references', () => {
     expect(() => parseRegistryRef('127.0.0.1:99999/lab/minbase')).toThrow(/port 99999 .* 1 and 65535/);
   });
 
+  it.each([
+    ['1.2.3:5000/x', 'IPv4 address has four'], // a URL would take it for 1.2.0.3
+    ['0:5000/x', 'IPv4 address has four'], // 0.0.0.0 to a URL
+    ['127.1:5000/x', 'IPv4 address has four'], // 127.0.0.1 to a URL
+    ['1.2.3.4.5:5000/x', 'IPv4 address has four'],
+    ['1.2.3.256:5000/x', 'IPv4 address has four'],
+    ['010.0.0.1:5000/x', 'IPv4 address has four'], // octal 8.0.0.1 to a URL
+    ['0x7f.0.0.1:5000/x', 'IPv4 address has four'], // hex 127.0.0.1 to a URL
+    ['reg.0x1:5000/x', 'IPv4 address has four'],
+    ['reg.example.42/x', 'IPv4 address has four'],
+    ['a..b:5000/x', 'host name is labels'],
+    ['reg-.example.test/x', 'host name is labels'],
+    ['a.-reg.example/x', 'host name is labels'],
+    [`${'a'.repeat(64)}.example/x`, 'host name is labels'],
+    ['[1.2.3.4]:5000/x', 'not an IPv6 address'],
+  ])('refuses the host of %s before any URL reads it', (ref, why) => {
+    expect(() => parseRegistryRef(ref)).toThrow(
+      expect.objectContaining({
+        code: 'REGISTRY_REF_INVALID',
+        exitCode: 2,
+        message: expect.stringContaining(why),
+      }),
+    );
+  });
+
+  it('accepts DNS names, full dotted quads and bracketed IPv6 as written', () => {
+    expect(parseRegistryRef('0.0.0.0:5000/x').hostname).toBe('0.0.0.0');
+    expect(parseRegistryRef('255.255.255.255:1/x').hostname).toBe('255.255.255.255');
+    expect(parseRegistryRef('10.0.0.1/x').registry).toBe('10.0.0.1');
+    expect(parseRegistryRef('registry:5000/x').hostname).toBe('registry');
+    expect(parseRegistryRef('1reg.example-host.test/x').hostname).toBe('1reg.example-host.test');
+    expect(parseRegistryRef('reg.42.example/x').hostname).toBe('reg.42.example');
+    expect(parseRegistryRef(`${'a'.repeat(63)}.example/x`).repository).toBe('x');
+    expect(parseRegistryRef('[::ffff:1.2.3.4]:5000/x').hostname).toBe('::ffff:1.2.3.4');
+    expect(parseRegistryRef('[2001:db8::1]/x').hostname).toBe('2001:db8::1');
+  });
+
   it('knows the loopback hosts --insecure may reach', () => {
     expect(['localhost', '127.0.0.1', '::1'].every(isLoopbackHost)).toBe(true);
     expect(['127.0.0.2', 'localhost.example', '0.0.0.0'].some(isLoopbackHost)).toBe(false);
