@@ -1,14 +1,15 @@
-import { lstat, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { storePaths } from '../core/context.js';
 import { isSha256Hex, SHA256_PREFIX, sha256File } from '../core/digest.js';
-import { isRootcastError } from '../core/errors.js';
-import { isProcessAlive } from './clean.js';
-import { checkLayerTree, type LayerTreeCheck, layerEpochs } from './layer-check.js';
+import { type FsckLayerTree, repairStore } from './fsck-repair.js';
+import { layerEpochs } from './layer-check.js';
 import { readIndex } from './layout.js';
-import { acquireLock, type FileLock } from './lock.js';
 import { ANNOTATION, type ImageConfig, type ImageManifest } from './oci.js';
-import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths.js';
+import { storeLayout } from './paths.js';
+import { findDeadTemporaries, listNames } from './removal.js';
+
+export type { FsckLayerTree } from './fsck-repair.js';
 
 /**
  * `rootcast fsck`: checks everything in a store against what names it, without trusting any
@@ -34,6 +35,8 @@ import { atomicWriteDirs, ownerPidOf, storeLayout, temporaryName } from './paths
  * directory would break the container, so it is kept and a warning names the containers.
  * Every problem names the containers it affects (`containersUsing`, read by the caller: the
  * store does not know container records).
+ *
+ * The repair itself is fsck-repair.ts; removal.ts finds and removes temporaries (gc uses it too).
  *
  * Concurrency: the check takes no lock (it may hash for minutes while builds and clones run).
  * The repair holds `locks/gc.lock` exclusively, as gc does; builds and clone batches (`clone`,
@@ -100,26 +103,6 @@ export interface FsckOptions {
   signal?: AbortSignal;
 }
 
-/** The unpacked layer of a layer blob that is corrupt or missing, as `repair` left it. */
-export interface FsckLayerTree {
-  diffId: string;
-  path: string;
-  /** `intact`: it archives to its diff_id again; `unverified`: it does not (see layer-check.ts). */
-  check: LayerTreeCheck;
-  /** Containers stacking it. */
-  containers: string[];
-  removed: boolean;
-  /**
-   * Why a tree that does not archive to its diff_id was kept (absent when it is intact or was
-   * removed): `intact-blob`, another template's blob for this diff_id is present and intact
-   * (`templates` names them); `containers`, containers stack it; `records-unreadable`, a
-   * container record cannot be read, so any tree might be a container's.
-   */
-  keptBecause?: 'intact-blob' | 'containers' | 'records-unreadable';
-  /** With `keptBecause: 'intact-blob'`: the templates whose blob of this diff_id is intact. */
-  templates?: string[];
-}
-
 export interface FsckReport {
   problems: FsckProblem[];
   /** Counts of what was checked. */
@@ -137,57 +120,6 @@ export interface FsckReport {
    * busy (a build, clone or gc running). The problems are then reported unrepaired.
    */
   repairSkipped?: string;
-}
-
-/** A dead process's temporary: where it is and what kind of directory holds it. */
-export interface Temporary {
-  path: string;
-}
-
-async function names(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw error;
-  }
-}
-
-/**
- * Temporaries left by processes that are gone: everything under `ingest/` and `tmp/`, and
- * `.tmp-*` files beside content, whose owner pid is dead (or that name no pid at all).
- */
-export async function findDeadTemporaries(store: string): Promise<Temporary[]> {
-  const found: Temporary[] = [];
-  const consider = (dir: string, name: string) => {
-    const pid = ownerPidOf(name);
-    if (pid !== undefined && isProcessAlive(pid)) return;
-    found.push({ path: join(dir, name) });
-  };
-  for (const dir of [storeLayout.ingest(store), storeLayout.tmp(store)]) {
-    for (const name of await names(dir)) consider(dir, name);
-  }
-  for (const dir of atomicWriteDirs(store)) {
-    for (const name of await names(dir)) if (name.startsWith('.tmp-')) consider(dir, name);
-  }
-  return found;
-}
-
-/** Removes a file or tree; a tree is first renamed into `tmp/` so an interrupted removal is cleaned later. */
-export async function removePath(store: string, path: string): Promise<void> {
-  const info = await lstat(path).catch(() => undefined);
-  if (info?.isDirectory() && !path.startsWith(`${storeLayout.tmp(store)}/`)) {
-    const doomed = join(storeLayout.tmp(store), temporaryName());
-    try {
-      await rename(path, doomed);
-      await rm(doomed, { recursive: true, force: true });
-      return;
-    } catch {
-      // not on one filesystem or tmp/ missing: remove in place
-    }
-  }
-  await rm(path, { recursive: true, force: true });
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -212,7 +144,7 @@ async function verifyContentDir(
   const corrupt: string[] = [];
   const stray: string[] = [];
   let count = 0;
-  for (const name of await names(dir)) {
+  for (const name of await listNames(dir)) {
     signal?.throwIfAborted();
     if (name.startsWith('.tmp-')) continue;
     if (!isSha256Hex(name)) {
@@ -361,8 +293,8 @@ export async function fsckStore(store: string, options: FsckOptions): Promise<Fs
   }
   // The index cache: names only; readers rehash against the signed Release on every use.
   const indexes = storePaths.indexes(store);
-  const indexNames = { compressed: await names(join(indexes, 'sha256')) };
-  const plainNames = await names(join(indexes, 'plain', 'sha256'));
+  const indexNames = { compressed: await listNames(join(indexes, 'sha256')) };
+  const plainNames = await listNames(join(indexes, 'plain', 'sha256'));
   let indexCount = 0;
   const stray: string[] = [
     ...blobCheck.stray.map((n) => join(blobsDir, n)),
@@ -386,72 +318,19 @@ export async function fsckStore(store: string, options: FsckOptions): Promise<Fs
     problems.push(problem('FSCK_TEMPORARY', t.path, `${t.path} was left by a process that is gone`));
   }
 
-  const layers: FsckLayerTree[] = [];
-  let repairSkipped: string | undefined;
-  const removable = (p: FsckProblem): string | undefined => {
-    if (p.code === 'FSCK_BLOB_CORRUPT') return storeLayout.blob(store, p.subject);
-    if (p.code === 'FSCK_PACKAGE_CORRUPT')
-      return storePaths.packageFile(store, p.subject.slice(SHA256_PREFIX.length));
-    if (p.code === 'FSCK_TEMPORARY' || p.code === 'FSCK_STRAY_FILE') return p.subject;
-    return undefined;
-  };
-  if (
-    options.repair &&
-    (problems.some((p) => removable(p) !== undefined) || layerDirsOfBrokenBlobs.size > 0)
-  ) {
-    signal?.throwIfAborted();
-    const lock = await tryGcLock(store);
-    if (!lock) {
-      repairSkipped =
-        `${storeLayout.lock(store, 'gc')} is held by a build, clone or gc running on this store, ` +
-        'so the repair removed nothing (what it would remove could be in use)';
-      warnings.push(`${repairSkipped}: run \`rootcast fsck --repair\` again when they have finished`);
-    } else {
-      try {
-        // Read again under the lock: a container cloned, or a template committed, while the
-        // check hashed is not half-way any more and keeps what it uses.
-        const fresh = options.containersUsing(store);
-        for (const p of fresh.problems)
-          if (!inUse.problems.includes(p)) warnings.push(`container record unreadable: ${p}`);
-        for (const p of problems) {
-          signal?.throwIfAborted();
-          const path = removable(p);
-          if (path === undefined) continue;
-          await removePath(store, path);
-          removed.push(path);
-          p.repaired = true;
-        }
-        const intact =
-          layerDirsOfBrokenBlobs.size > 0
-            ? await intactLayerBlobs(store, blobPresent, signal)
-            : new Map<string, string[]>();
-        for (const [dir, layer] of [...layerDirsOfBrokenBlobs].sort(([a], [b]) => (a < b ? -1 : 1))) {
-          const tree = await repairLayerTree(
-            store,
-            dir,
-            layer,
-            fresh,
-            intact.get(layer.diffId) ?? [],
-            signal,
-          );
-          layers.push(tree);
-          if (tree.removed) removed.push(dir);
-          else if (tree.keptBecause === 'containers' || tree.keptBecause === 'records-unreadable') {
-            const who =
-              tree.keptBecause === 'containers'
-                ? `container(s) ${tree.containers.join(', ')} use it`
-                : 'a container record is unreadable';
-            warnings.push(
-              `unpacked layer ${tree.diffId} (blob corrupt or missing) does not archive to its diff_id; ` +
-                `kept because ${who}: remove ${tree.keptBecause === 'containers' ? 'them' : 'the record'} and run \`rootcast fsck --repair\` again`,
-            );
-          }
-        }
-      } finally {
-        await lock.release();
-      }
-    }
-  }
+  const repaired = options.repair
+    ? await repairStore(store, {
+        problems,
+        layerDirsOfBrokenBlobs,
+        readJson,
+        blobPresent,
+        inUse,
+        containersUsing: options.containersUsing,
+        removed,
+        warnings,
+        signal,
+      })
+    : { layers: [] };
   for (const p of problems) {
     p.templates.sort();
     p.containers?.sort();
@@ -466,101 +345,8 @@ export async function fsckStore(store: string, options: FsckOptions): Promise<Fs
     },
     removed,
     rebuild: [...rebuild].sort(),
-    layers,
+    layers: repaired.layers,
     warnings,
-    ...(repairSkipped !== undefined ? { repairSkipped } : {}),
-  };
-}
-
-/** `locks/gc.lock`, exclusively, if no build, clone or gc holds it now; `undefined` when busy. */
-async function tryGcLock(store: string): Promise<FileLock | undefined> {
-  try {
-    return await acquireLock(storeLayout.lock(store, 'gc'), { timeoutMs: 0 });
-  } catch (error) {
-    if (isRootcastError(error) && error.code === 'STORE_LOCK_TIMEOUT') return undefined;
-    throw error;
-  }
-}
-
-/**
- * For each diff_id, the templates (of `index.json` as it is now) whose layer blob for it is
- * present and not found corrupt: their unpacked layer is theirs too, whatever another
- * template's blob of the same diff_id suffered. Documents that cannot be read are skipped
- * (the check reported them).
- */
-async function intactLayerBlobs(
-  store: string,
-  blobPresent: (digest: string) => Promise<boolean>,
-  signal: AbortSignal | undefined,
-): Promise<Map<string, string[]>> {
-  const users = new Map<string, string[]>();
-  const readJson = async <T>(digest: string): Promise<T | undefined> => {
-    if (!DIGEST.test(digest) || !(await blobPresent(digest))) return undefined;
-    try {
-      return JSON.parse(await readFile(storeLayout.blob(store, digest), 'utf8')) as T;
-    } catch {
-      return undefined;
-    }
-  };
-  for (const descriptor of (await readIndex(store)).manifests) {
-    signal?.throwIfAborted();
-    const template = descriptor.annotations?.[ANNOTATION.refName] ?? descriptor.digest;
-    const manifest = await readJson<ImageManifest>(descriptor.digest);
-    if (!Array.isArray(manifest?.layers) || typeof manifest.config?.digest !== 'string') continue;
-    const diffIds = (await readJson<ImageConfig>(manifest.config.digest))?.rootfs?.diff_ids;
-    if (!Array.isArray(diffIds)) continue;
-    for (const [i, diffId] of diffIds.entries()) {
-      const blob = manifest.layers[i]?.digest;
-      if (typeof diffId !== 'string' || typeof blob !== 'string' || !DIGEST.test(blob)) continue;
-      if (!(await blobPresent(blob))) continue;
-      const names = users.get(diffId) ?? [];
-      if (!names.includes(template)) users.set(diffId, [...names, template]);
-    }
-  }
-  return users;
-}
-
-/**
- * Repair of one unpacked layer whose blob is corrupt or missing: kept when it is intact, when
- * another template's blob of its diff_id is intact (`intactUsers`), when a container stacks
- * it, or when a container record is unreadable; removed otherwise.
- */
-async function repairLayerTree(
-  store: string,
-  dir: string,
-  layer: { diffId: string; epochs: number[]; overlayUpper: boolean },
-  inUse: ContainersUsing,
-  intactUsers: readonly string[],
-  signal: AbortSignal | undefined,
-): Promise<FsckLayerTree> {
-  const containers = [...(inUse.layers.get(layer.diffId) ?? [])].sort();
-  const check = await checkLayerTree(dir, layer.diffId, {
-    epochs: layer.epochs,
-    overlayUpper: layer.overlayUpper,
-    ...(signal ? { signal } : {}),
-  });
-  const keptBecause: FsckLayerTree['keptBecause'] =
-    check === 'intact'
-      ? undefined
-      : intactUsers.length > 0
-        ? 'intact-blob'
-        : containers.length > 0
-          ? 'containers'
-          : inUse.problems.length > 0
-            ? 'records-unreadable'
-            : undefined;
-  const remove = check !== 'intact' && keptBecause === undefined;
-  if (remove) {
-    signal?.throwIfAborted();
-    await removePath(store, dir);
-  }
-  return {
-    diffId: layer.diffId,
-    path: dir,
-    check,
-    containers,
-    removed: remove,
-    ...(keptBecause ? { keptBecause } : {}),
-    ...(keptBecause === 'intact-blob' ? { templates: [...intactUsers].sort() } : {}),
+    ...(repaired.skipped !== undefined ? { repairSkipped: repaired.skipped } : {}),
   };
 }

@@ -4,7 +4,7 @@ import { storePaths } from '../core/context.js';
 import { digestHex, isSha256Hex, SHA256_PREFIX } from '../core/digest.js';
 import { isRootcastError } from '../core/errors.js';
 import { openBlobStore } from './blob-store.js';
-import { digestsIn, findDeadTemporaries, removePath } from './fsck.js';
+import { digestsIn } from './fsck.js';
 import { readIndex } from './layout.js';
 import { acquireLock, type FileLock, storeLockPath, withLock } from './lock.js';
 import {
@@ -15,6 +15,7 @@ import {
   MEDIA_TYPE_MANIFEST,
 } from './oci.js';
 import { storeLayout } from './paths.js';
+import { findDeadTemporaries, removePath } from './removal.js';
 
 /**
  * `rootcast gc`: mark and sweep. Everything reachable from `index.json` or from a container's
