@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -11,14 +11,13 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clone, listContainers } from '../../src/api/runtime.js';
 import { cloneContainers } from '../../src/runtime/clone.js';
 import { chooseDriver } from '../../src/runtime/drivers.js';
 import { readTemplate } from '../../src/store/template-query.js';
-import { CLI, type CliResult, errorLines, runCli, runProcess } from '../helpers/cli.js';
+import { CLI, type CliResult, errorLines, runCli, runProcess, startProcess } from '../helpers/cli.js';
 import { installHostTools, makeTemplate, mountsUnder, tempDir } from './runtime-fixtures.js';
 
 /**
@@ -43,28 +42,16 @@ describe('container verbs (CLI)', () => {
   };
   /** Starts the CLI, sends SIGINT once `ready()` holds, and collects its output. */
   const interrupted = async (args: string[], ready: () => boolean): Promise<CliResult> => {
-    const child = spawn(process.execPath, [CLI, ...withStore(args)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    // 130 either way: an exit status, or death by the signal re-raised after the report.
-    const closed = new Promise<number>((resolve) =>
-      child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0))),
-    );
+    const started = startProcess(process.execPath, [CLI, ...withStore(args)]);
     let exited = false;
-    void closed.then(() => {
+    void started.done.then(() => {
       exited = true;
     });
     await until(() => exited || ready());
-    child.kill('SIGINT');
-    return { code: await closed, stdout, stderr };
+    started.child.kill('SIGINT');
+    // 130 either way: an exit status, or death by the signal re-raised after the report.
+    const { code, stdout, stderr } = await started.done;
+    return { code, stdout, stderr };
   };
 
   beforeAll(async () => {

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { RootcastError } from '../../src/core/errors.js';
 import { cloneContainers } from '../../src/runtime/clone.js';
 import { chooseDriver } from '../../src/runtime/drivers.js';
 import { readTemplate } from '../../src/store/template-query.js';
+import { startProcess } from '../helpers/cli.js';
 import { installHostTools, makeTemplate, mountsUnder, tempDir } from './runtime-fixtures.js';
 
 /**
@@ -26,12 +27,6 @@ function hostLibc(): string {
   return match[1];
 }
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 describe('run', () => {
   const dir = tempDir();
   const store = join(dir.path, 'store');
@@ -40,25 +35,15 @@ describe('run', () => {
 
   /** Starts `run` in a child process; `options` is the API's RunOptions as JSON. */
   const start = (target: string, options: Record<string, unknown>, stdin = '') => {
-    const child = spawn(process.execPath, [runner, target, JSON.stringify({ store, ...options })], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+    const started = startProcess(process.execPath, [runner, target, JSON.stringify({ store, ...options })], {
+      stdin,
     });
-    child.stdin.end(stdin);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const done = new Promise<Ran>((resolve) =>
-      child.on('close', (code) => resolve({ code, stdout, stderr })),
-    );
-    return { child, done, output: () => stdout };
+    return { ...started, output: () => started.output().stdout };
   };
-  const runIt = (target: string, options: Record<string, unknown>, stdin = '') =>
-    start(target, options, stdin).done;
+  const runIt = async (target: string, options: Record<string, unknown>, stdin = '') => {
+    const { code, stdout, stderr } = await start(target, options, stdin).done;
+    return { code, stdout, stderr };
+  };
   const until = async (check: () => boolean) => {
     for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
   };
