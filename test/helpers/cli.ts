@@ -77,3 +77,8 @@ export function errorLines(result: CliResult): { message: string; hint: string }
   }
   return { message: lines[0].slice('rootcast: error: '.length), hint: lines[1].slice('hint: '.length) };
 }
+
+/** The `{"error": …}` document a failing verb prints under `--json`. */
+export function jsonError(result: CliResult): { code: string; message: string; hint: string } {
+  return (JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } }).error;
+}

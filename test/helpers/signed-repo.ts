@@ -369,3 +369,37 @@ export async function publicKeyOf(signer: SignerName): Promise<string> {
   const keys = await testKeys();
   return (await readKey({ armoredKey: keys[signer].toPublic().armor() })).armor();
 }
+
+/**
+ * Pure: a recipe for the test repository (suite `stable`, component `main`, codename `testy`),
+ * served at `uri` and signed by the key in `keyring`. Fields default to a bookworm-like base of
+ * variant `essential`, which resolves to nothing but `install` in these repositories.
+ */
+export function testRecipeText(recipe: {
+  name: string;
+  uri: string;
+  keyring: string;
+  install: readonly string[];
+  release?: string;
+  arch?: string;
+  variant?: string;
+  from?: string;
+}): string {
+  return [
+    `name: ${recipe.name}`,
+    'version: "1.0"',
+    'distro: debian',
+    `release: ${recipe.release ?? 'testy'}`,
+    `arch: ${recipe.arch ?? 'amd64'}`,
+    `variant: ${recipe.variant ?? 'essential'}`,
+    ...(recipe.from ? [`from: ${recipe.from}`] : []),
+    'sources:',
+    `  - uri: ${recipe.uri}`,
+    '    suites: [stable]',
+    '    components: [main]',
+    `    keyring: ${recipe.keyring}`,
+    'packages:',
+    `  install: [${recipe.install.join(', ')}]`,
+    '',
+  ].join('\n');
+}

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStagingDir } from '../../src/store/layers.js';
 import { commitTemplate } from '../../src/store/templates.js';
-import { errorLines, runCli } from '../helpers/cli.js';
+import { errorLines, jsonError, runCli } from '../helpers/cli.js';
 import { startFileServer, type TestServer } from '../helpers/http-server.js';
-import { createSignedRepo, type SignedRepo } from '../helpers/signed-repo.js';
+import { createSignedRepo, type SignedRepo, testRecipeText } from '../helpers/signed-repo.js';
 
 /**
  * A child recipe's `from:` through the command line, against a signed repository on
@@ -21,23 +21,13 @@ describe('from: on the command line', () => {
   let store: string;
 
   const recipe = (fields: Record<string, string>, install: string) =>
-    [
-      `name: ${fields.name}`,
-      'version: "1.0"',
-      'distro: debian',
-      `release: ${fields.release ?? 'testy'}`,
-      `arch: ${fields.arch ?? 'amd64'}`,
-      `variant: ${fields.variant ?? 'essential'}`,
-      ...(fields.from ? [`from: ${fields.from}`] : []),
-      'sources:',
-      `  - uri: ${server.url}`,
-      '    suites: [stable]',
-      '    components: [main]',
-      `    keyring: ${repo.keyringBinary}`,
-      'packages:',
-      `  install: [${install}]`,
-      '',
-    ].join('\n');
+    testRecipeText({
+      name: fields.name ?? 'r',
+      uri: server.url,
+      keyring: repo.keyringBinary,
+      install: [install],
+      ...fields,
+    });
   const write = async (file: string, fields: Record<string, string>, install: string) => {
     await writeFile(join(dir, file), recipe(fields, install));
     return join(dir, file);
@@ -80,8 +70,7 @@ describe('from: on the command line', () => {
     // Points at the child's line for the field, as other recipe errors do.
     expect(message).toMatch(new RegExp(`^${path}:\\d+:\\d+: ${expected}$`));
     expect(hint).toContain("parent's");
-    const json = JSON.parse((await lock(path, '--json')).stdout) as { error: { code: string } };
-    expect(json.error.code).toBe('FROM_MISMATCH');
+    expect(jsonError(await lock(path, '--json')).code).toBe('FROM_MISMATCH');
     expect(await readdir(dir)).not.toContain(`wrong-${field}.lock.json`);
   });
 
@@ -89,7 +78,7 @@ describe('from: on the command line', () => {
     const path = await write('on-template.yaml', { name: 'on-template', from: 'base:1.0' }, 'main-pkg1');
     const missing = await lock(path, '--json');
     expect(missing.code).toBe(2);
-    expect((JSON.parse(missing.stdout) as { error: { code: string } }).error.code).toBe('FROM_NOT_FOUND');
+    expect(jsonError(missing).code).toBe('FROM_NOT_FOUND');
 
     // A template whose lock says it is another release (as if built from another recipe).
     const baseLock = JSON.parse(await readFile(join(dir, 'base.lock.json'), 'utf8')) as { release: string };
@@ -127,6 +116,6 @@ describe('from: on the command line', () => {
     const b = await write('loop-b.yaml', { name: 'loop-b', from: './loop-a.yaml' }, 'main-pkg1');
     const result = await lock(b, '--json');
     expect(result.code).toBe(2);
-    expect((JSON.parse(result.stdout) as { error: { code: string } }).error.code).toBe('FROM_CYCLE');
+    expect(jsonError(result).code).toBe('FROM_CYCLE');
   });
 });

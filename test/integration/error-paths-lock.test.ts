@@ -2,12 +2,9 @@ import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CLI, type CliResult, errorLines, runCli, runProcess } from '../helpers/cli.js';
+import { CLI, errorLines, jsonError, runCli, runProcess } from '../helpers/cli.js';
 import { startFileServer, type TestServer } from '../helpers/http-server.js';
-import { createSignedRepo, type SignedRepo } from '../helpers/signed-repo.js';
-
-const jsonError = (result: CliResult) =>
-  (JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } }).error;
+import { createSignedRepo, type SignedRepo, testRecipeText } from '../helpers/signed-repo.js';
 
 /**
  * Lock files and keyrings that are the user's to fix, through the real command line against a
@@ -25,22 +22,7 @@ describe('lock files and keyrings on the command line', () => {
   let lockPath: string;
 
   const recipeText = (keyring: string) =>
-    [
-      'name: r',
-      'version: "1.0"',
-      'distro: debian',
-      'release: testy',
-      'arch: amd64',
-      'variant: essential',
-      'sources:',
-      `  - uri: ${server.url}`,
-      '    suites: [stable]',
-      '    components: [main]',
-      `    keyring: ${keyring}`,
-      'packages:',
-      '  install: [main-pkg0]',
-      '',
-    ].join('\n');
+    testRecipeText({ name: 'r', uri: server.url, keyring, install: ['main-pkg0'] });
 
   beforeAll(async () => {
     repo = await createSignedRepo({ packagesPerComponent: 2 });

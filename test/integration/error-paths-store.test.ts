@@ -9,12 +9,9 @@ import { updateIndex } from '../../src/store/layout.js';
 import { ANNOTATION, MEDIA_TYPE_MANIFEST } from '../../src/store/oci.js';
 import { readTemplate } from '../../src/store/template-query.js';
 import { commitTemplate } from '../../src/store/templates.js';
-import { type CliResult, errorLines, runCli } from '../helpers/cli.js';
+import { errorLines, jsonError, runCli } from '../helpers/cli.js';
 import { startFileServer, type TestServer } from '../helpers/http-server.js';
-import { createSignedRepo, type SignedRepo } from '../helpers/signed-repo.js';
-
-const errorCode = (result: CliResult) =>
-  (JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } }).error;
+import { createSignedRepo, type SignedRepo, testRecipeText } from '../helpers/signed-repo.js';
 
 /**
  * Store paths and digests that are the user's mistake, through the real command line: every
@@ -39,22 +36,7 @@ describe('a --store that is not a directory', () => {
     recipe = join(dir, 'r.yaml');
     await writeFile(
       recipe,
-      [
-        'name: r',
-        'version: "1.0"',
-        'distro: debian',
-        'release: testy',
-        'arch: amd64',
-        'variant: essential',
-        'sources:',
-        `  - uri: ${server.url}`,
-        '    suites: [stable]',
-        '    components: [main]',
-        `    keyring: ${repo.keyringBinary}`,
-        'packages:',
-        '  install: [main-pkg0]',
-        '',
-      ].join('\n'),
+      testRecipeText({ name: 'r', uri: server.url, keyring: repo.keyringBinary, install: ['main-pkg0'] }),
     );
   });
   afterAll(async () => {
@@ -74,7 +56,7 @@ describe('a --store that is not a directory', () => {
     expect(hint).toContain('--store');
     const json = await runCli([...withStore, '--json'], env ? { env } : {});
     expect(json.code).toBe(2);
-    expect(errorCode(json).code).toBe('STORE_NOT_A_DIRECTORY');
+    expect(jsonError(json).code).toBe('STORE_NOT_A_DIRECTORY');
     // Refused before anything was fetched.
     expect(server.total()).toBe(0);
   };
@@ -125,22 +107,7 @@ describe('inspect of a digest that is not a template manifest', () => {
     const recipe = join(dir, 'base.yaml');
     await writeFile(
       recipe,
-      [
-        'name: base',
-        'version: "1.0"',
-        'distro: debian',
-        'release: testy',
-        'arch: amd64',
-        'variant: essential',
-        'sources:',
-        `  - uri: ${server.url}`,
-        '    suites: [stable]',
-        '    components: [main]',
-        `    keyring: ${repo.keyringBinary}`,
-        'packages:',
-        '  install: [main-pkg0]',
-        '',
-      ].join('\n'),
+      testRecipeText({ name: 'base', uri: server.url, keyring: repo.keyringBinary, install: ['main-pkg0'] }),
     );
     const locked = await runCli(['lock', recipe, '--store', store]);
     expect(locked.code, locked.stderr).toBe(0);
@@ -190,13 +157,13 @@ describe('inspect of a digest that is not a template manifest', () => {
     expect(hint).toContain('rootcast ls --all');
     expect(hint).not.toContain('fsck');
     const json = await inspect(digest(), '--json');
-    expect(errorCode(json).code).toBe('TEMPLATE_NOT_FOUND');
+    expect(jsonError(json).code).toBe('TEMPLATE_NOT_FOUND');
   });
 
   it('a digest of no blob at all is still TEMPLATE_NOT_FOUND', async () => {
     const result = await inspect(`sha256:${'9'.repeat(64)}`, '--json');
     expect(result.code).toBe(2);
-    expect(errorCode(result).code).toBe('TEMPLATE_NOT_FOUND');
+    expect(jsonError(result).code).toBe('TEMPLATE_NOT_FOUND');
   });
 
   it('takes an unlisted manifest blob (removed by rmi, not yet collected) and one a listed manifest reaches', async () => {
@@ -238,6 +205,6 @@ describe('inspect of a digest that is not a template manifest', () => {
     expect(result.code).toBe(1);
     expect(errorLines(result).message).toContain('not JSON');
     const json = await inspect(layer, '--json');
-    expect(errorCode(json).code).toBe('STORE_MANIFEST_INVALID');
+    expect(jsonError(json).code).toBe('STORE_MANIFEST_INVALID');
   });
 });

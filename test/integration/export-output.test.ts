@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportTemplate } from '../../src/api/export.js';
 import { storeLayout } from '../../src/store/paths.js';
 import { readTemplate } from '../../src/store/template-query.js';
-import { type CliResult, errorLines, runCli } from '../helpers/cli.js';
+import { errorLines, jsonError, runCli } from '../helpers/cli.js';
 import { commitLayered } from './export-fixtures.js';
 
 /**
@@ -23,10 +23,6 @@ async function listing(root: string, prefix = ''): Promise<string[]> {
     else out.push(rel);
   }
   return out.sort();
-}
-
-function jsonError(result: CliResult): { code: string; message: string; hint: string } {
-  return (JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } }).error;
 }
 
 async function magic(file: string): Promise<string> {
