@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tagTemplate } from '../../src/api/tags.js';
 import type { CommitTemplateResult } from '../../src/store/templates.js';
 import { errorLines, runCli } from '../helpers/cli.js';
-import { commitSmall, lockText } from './maintenance-fixtures.js';
+import { commitSmall, lockText, writeContainerSync } from './maintenance-fixtures.js';
 
 /** Audit findings on the command line: history, rmi, tag, gc, diff and push messages and side effects. */
 describe('history, rmi, tag, gc, diff and push on the command line', () => {
@@ -87,22 +87,8 @@ describe('history, rmi, tag, gc, diff and push on the command line', () => {
 
   it('rmi of a template a container uses names its digest once', async () => {
     const solo = await commitSmall(store, 'solo', { 'etc/solo': 's' }, lockText('solo', {}));
-    const container = async (name: string, template: CommitTemplateResult) => {
-      const path = join(store, 'containers', name);
-      await mkdir(path, { recursive: true });
-      const record = {
-        schema: 1,
-        name,
-        template: { digest: template.manifestDigest },
-        layers: template.layers.map((l) => l.diffId),
-        driver: 'copy',
-        created: '2024-01-01T00:00:00.000Z',
-        hostname: name,
-        values: {},
-        config: { env: [], cmd: ['/bin/sh'] },
-      };
-      await writeFile(join(path, 'container.json'), JSON.stringify(record));
-    };
+    const container = async (name: string, template: CommitTemplateResult) =>
+      writeContainerSync(store, name, template);
     await container('c1', current);
     await container('c2', old);
     await container('c3', solo);

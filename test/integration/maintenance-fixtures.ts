@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex } from '../../src/core/digest.js';
@@ -60,4 +61,30 @@ export async function commitSmall(
     recipeDigest: `sha256:${'1'.repeat(64)}`,
     cacheKey: `sha256:${sha256Hex(name)}`,
   });
+}
+
+/**
+ * Writes a container record on `template` (copy driver, no tree): what gc and fsck read to
+ * know which templates and layers containers use.
+ */
+export function writeContainerSync(
+  store: string,
+  name: string,
+  template: CommitTemplateResult,
+  ref?: string,
+): void {
+  const dir = join(store, 'containers', name);
+  mkdirSync(dir, { recursive: true });
+  const record = {
+    schema: 1,
+    name,
+    template: { ...(ref ? { ref } : {}), digest: template.manifestDigest },
+    layers: template.layers.map((l) => l.diffId),
+    driver: 'copy',
+    created: '2024-01-01T00:00:00.000Z',
+    hostname: name,
+    values: {},
+    config: { env: [], cmd: ['/bin/sh'] },
+  };
+  writeFileSync(join(dir, 'container.json'), `${JSON.stringify(record, null, 2)}\n`);
 }

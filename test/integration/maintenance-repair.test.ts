@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { storeLayout } from '../../src/store/paths.js';
 import { readTemplate } from '../../src/store/template-query.js';
 import { type CommitTemplateResult, commitTemplate } from '../../src/store/templates.js';
 import { runCli } from '../helpers/cli.js';
-import { commitSmall, EPOCH, lockText } from './maintenance-fixtures.js';
+import { commitSmall, EPOCH, lockText, writeContainerSync } from './maintenance-fixtures.js';
 
 async function flipByte(path: string, offset = 10): Promise<void> {
   await chmod(path, 0o644);
@@ -25,23 +25,6 @@ async function flipByte(path: string, offset = 10): Promise<void> {
 /** A container record as `rootcast clone` writes it (src/runtime/record.ts), without the clone. */
 async function writeContainer(store: string, name: string, template: CommitTemplateResult): Promise<void> {
   writeContainerSync(store, name, template);
-}
-
-function writeContainerSync(store: string, name: string, template: CommitTemplateResult): void {
-  const dir = join(store, 'containers', name);
-  mkdirSync(dir, { recursive: true });
-  const record = {
-    schema: 1,
-    name,
-    template: { ref: 'a:1.0', digest: template.manifestDigest },
-    layers: template.layers.map((l) => l.diffId),
-    driver: 'copy',
-    created: '2024-01-01T00:00:00.000Z',
-    hostname: name,
-    values: {},
-    config: { env: [], cmd: ['/bin/sh'] },
-  };
-  writeFileSync(join(dir, 'container.json'), `${JSON.stringify(record, null, 2)}\n`);
 }
 
 /** Whether another process could take `path` shared now (util-linux flock, as rootcast's locks). */
